@@ -305,6 +305,7 @@ class SceneCapture:
         return RawMetadata(
             cfa_pattern=o.cfa_pattern, bits=o.bit_depth, black_level=o.black_level,
             white_level=2**o.bit_depth - 1, as_shot_neutral=self.rig.as_shot_neutral,
+            color_matrix_1=self.rig.color_matrix_1,
             camera_make=camera.vendor, camera_model=camera.model, camera_serial=camera.serial,
             exposure_time_s=frame.exposure_s or self.exposure[role], gain_db=frame.gain_db or 0.0,
             description=description,

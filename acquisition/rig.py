@@ -55,6 +55,10 @@ class OpticsConfig(_Strict):
     as_shot_neutral: tuple[float, float, float] = Field(
         (1.0, 1.0, 1.0), description="Camera RGB of white under the lab light (green = 1), written to every DNG."
     )
+    color_matrix_1: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]] | None = (
+        Field(None, description="DNG ColorMatrix1 (CIE XYZ D65 → camera RGB), written to every DNG; "
+              "without it the ISP takes white-balanced camera RGB as linear sRGB.")
+    )
 
     @model_validator(mode="after")
     def _check(self) -> OpticsConfig:
@@ -196,6 +200,7 @@ class Rig:
     synchronizer: PulseGenerator
     operator: Operator
     as_shot_neutral: tuple[float, float, float]
+    color_matrix_1: tuple[tuple[float, ...], ...] | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
     simulation: object | None = None  # hardware_sim.rig.SimulatedInstruments on the simulated rig
 
@@ -250,12 +255,14 @@ def build_rig(config: RigConfig, operator: Operator | None = None) -> Rig:
             closers.append(camera.close)
             cameras[role] = camera
         neutral = config.optics.as_shot_neutral
+        matrix = config.optics.color_matrix_1
         if sim is not None and sim.world is not None:
             from hardware_sim.rig import SimulatedOperator
 
             operator = operator or SimulatedOperator(sim.world)
             neutral = sim.world.twin.sensor.as_shot_neutral
-        return Rig(config, cameras, sync, operator or Operator(), neutral, closers, simulation=sim)
+            matrix = sim.world.twin.sensor.color_matrix_1
+        return Rig(config, cameras, sync, operator or Operator(), neutral, matrix, closers, simulation=sim)
     except BaseException:
         _close_all(closers)
         raise

@@ -12,6 +12,22 @@ app = typer.Typer(
 )
 
 
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` in red on stderr; return the Exit to raise (code 2: bad input)."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=code)
+
+
+def engine_at_head():
+    """The configured database's engine, refusing a schema that is not at the newest migration."""
+    from core import migrate
+    from core.db import make_engine
+
+    if migrate.current() != (migrate.head(),):
+        raise fail("the database schema is not up to date: run `reloblur db upgrade` first")
+    return make_engine()
+
+
 @app.callback()
 def main() -> None:
     """ReLoBlur Lab command line."""
@@ -19,7 +35,7 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     # Each package's commands live in api/cli_<topic>.py and register themselves here.
-    from api import cli_acquisition, cli_db, cli_deblur, cli_simulate  # noqa: F401
+    from api import cli_acquisition, cli_db, cli_deblur, cli_import, cli_postprocess, cli_simulate  # noqa: F401
 
 
 _register_subcommands()

@@ -14,17 +14,13 @@ from acquisition.planner import (
     PlanRequest,
     plan_exposures,
 )
-from api.cli import app
+from api.cli import app, engine_at_head, fail
 
 rig_app = typer.Typer(help="The capture rig: identify instruments and cameras.", no_args_is_help=True)
 app.add_typer(rig_app, name="rig")
 
 RIG_OPTION = typer.Option(..., "--rig", help="Rig file (YAML), e.g. configs/rigs/twin.yaml.")
 
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=2)
 
 
 def _print_plan(plan: ExposurePlan) -> None:
@@ -75,7 +71,7 @@ def _load_rig(path: Path | None):
     try:
         return load_rig_config(path)
     except RigConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -97,7 +93,7 @@ def plan(
         result = _plan_from_options(_load_rig(rig), distance, speed, focal_length, image_distance, pixel_pitch,
                                     sharp_blur, nd, blur_min, blur_max, target_blur)
     except PlanError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo("exposure plan")
     _print_plan(result)
 
@@ -111,7 +107,7 @@ def _open_rig(rig_path: Path):
     try:
         return build_rig(cfg)
     except (SynchronizerError, CameraError) as exc:
-        raise _fail(f"rig {cfg.name!r}: {exc}") from None
+        raise fail(f"rig {cfg.name!r}: {exc}") from None
 
 
 @rig_app.command("check")
@@ -137,14 +133,6 @@ def rig_check(rig: Path = RIG_OPTION) -> None:
                     typer.echo(f"      cannot set {name:<15} {why}")
 
 
-def _engine_at_head():
-    from core import migrate
-    from core.db import make_engine
-
-    if migrate.current() != (migrate.head(),):
-        raise _fail("the database schema is not up to date: run `reloblur db upgrade` first")
-    return make_engine()
-
 
 @app.command()
 def capture(
@@ -166,17 +154,17 @@ def capture(
         exposure_plan = _plan_from_options(rig_cfg, distance, speed, None, None, None, sharp_blur, None,
                                            15.0, 70.0, target_blur)
     except PlanError as exc:
-        raise _fail(str(exc)) from None
-    engine = _engine_at_head()
+        raise fail(str(exc)) from None
+    engine = engine_at_head()
     with _open_rig(rig) as r, tqdm(total=pairs + 2, desc=f"capture {scene}", unit="trigger", disable=None) as bar:
         session = SceneCapture(r, exposure_plan, get_settings().data_dir, engine)
         try:
             outcome = session.capture_scene(scene, pairs, resume=resume, on_stored=lambda i, s: bar.update(),
                                             object_distance_m=distance)
         except CaptureError as exc:
-            raise _fail(f"{exc}. Complete pairs were kept; continue with --resume.") from None
+            raise fail(f"{exc}. Complete pairs were kept; continue with --resume.") from None
         except KeyboardInterrupt:
-            raise _fail("interrupted; complete pairs were kept; continue with --resume") from None
+            raise fail("interrupted; complete pairs were kept; continue with --resume") from None
         bar.update(len(outcome.already_present))
     typer.echo(f"scene {scene!r}: stored triggers {outcome.stored or 'none'}; already present "
                f"{outcome.already_present or 'none'} (run {outcome.run_id}, {outcome.status})")
@@ -196,10 +184,10 @@ def capture_lightbox(
     t_short = quantise(exposure_ms * 1e-3)
     t_long = quantise(t_short / nd)
     lightbox_plan = ExposurePlan(t_short, t_long, nd, 0.0, 0.0, t_long, t_short, 0.0, 0.0)
-    engine = _engine_at_head()
+    engine = engine_at_head()
     with _open_rig(rig) as r:
         try:
             outcome = SceneCapture(r, lightbox_plan, get_settings().data_dir, engine).capture_lightbox()
         except CaptureError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     typer.echo(f"lightbox capture stored as trigger {outcome.stored[0]} (run {outcome.run_id})")

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from api.cli import app
+from api.cli import app, fail
 from deblur.data import (
     DatasetError,
     export_twin_dataset,
@@ -27,12 +27,6 @@ from deblur.infer import InferenceError, deblur_paths
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table
 from deblur.train import ConfigError, TrainingError, load_config, train
 from hardware_sim.spec import SceneSpecError
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=code)
-
 
 # ------------------------------------------------------------------------------------ train
 
@@ -52,9 +46,9 @@ def train_cmd(
         cfg = load_config(config, {"out_dir": str(out_dir)} if out_dir is not None else None)
         result = train(cfg, resume=resume, progress=progress, overwrite=overwrite)
     except (ConfigError, DatasetError, SceneSpecError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except TrainingError as exc:
-        raise _fail(str(exc), code=1) from None
+        raise fail(str(exc), code=1) from None
     typer.echo(
         f"trained {cfg.model} steps {result['start_step']}→{result['step']} on {result['device']} "
         f"in {result['seconds']:.1f} s; checkpoint {result['last_checkpoint']}"
@@ -90,11 +84,11 @@ def deblur_cmd(
     No mask input is needed: LBAG predicts the blur mask itself.
     """
     if dtype not in ("fp32", "bf16"):
-        raise _fail(f"--dtype must be fp32 or bf16, got {dtype!r}")
+        raise fail(f"--dtype must be fp32 or bf16, got {dtype!r}")
     try:
         rows = deblur_paths(inputs, checkpoint, out, device, dtype, tile, overlap, max_side, progress)  # type: ignore[arg-type]
     except (InferenceError, DatasetError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for r in rows:
         extra = f" + {r['mask'].name}, {r['mask_bin'].name}" if r["mask"] is not None else ""
         typer.echo(f"{r['input']} ({r['width']}×{r['height']}, {r['seconds']:.2f} s) → {r['deblurred']}{extra}")
@@ -113,7 +107,7 @@ _PREFER = {"pred": "_deblurred", "gt": "_sharp", "mask": "_mask_bin"}
 def _index(folder: Path, kind: str) -> dict[str, Path]:
     """Relative key (folder/stem without the kind's suffix) → file."""
     if not folder.is_dir():
-        raise _fail(f"--{kind if kind != 'mask' else 'masks'} {folder} is not a folder")
+        raise fail(f"--{kind if kind != 'mask' else 'masks'} {folder} is not a folder")
     files = list_images(folder)
     prefer = _PREFER[kind]
     if prefer is not None and any(f.stem.endswith(prefer) for f in files):
@@ -164,25 +158,25 @@ def evaluate_cmd(
     gts = _index(gt, "gt")
     mask_idx = _index(masks, "mask") if masks is not None else None
     if not preds:
-        raise _fail(f"no image in --pred {pred}")
+        raise fail(f"no image in --pred {pred}")
     rows: list[dict[str, Any]] = []
     for key, p in preds.items():
         g = _match(key, gts)
         if g is None:
-            raise _fail(f"no ground truth in {gt} for {p} (looked for {key})")
+            raise fail(f"no ground truth in {gt} for {p} (looked for {key})")
         m = None
         if mask_idx is not None:
             m = _match(key, mask_idx)
             if m is None:
-                raise _fail(f"no mask in {masks} for {p} (looked for {key})")
+                raise fail(f"no mask in {masks} for {p} (looked for {key})")
         try:
             pi, gi = to_float01(read_image(p)), to_float01(read_image(g))
             mi = read_mask(m) if m is not None else None
             metrics = evaluate_pair(pi, gi, mi, quantise=quantise, aligned=psnra)
         except DatasetError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         except ValueError as exc:
-            raise _fail(f"{p} vs {g}{'' if m is None else f' / {m}'}: {exc}") from None
+            raise fail(f"{p} vs {g}{'' if m is None else f' / {m}'}: {exc}") from None
         rows.append({"name": key, **metrics})
     mean = average_metrics(rows)
     columns = ["name", *METRIC_KEYS]
@@ -236,7 +230,7 @@ def export_twin_dataset_cmd(
             noise_sigma, overwrite, progress=True,
         )
     except (ValueError, FileExistsError, SceneSpecError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(
         f"wrote {len(summary['train'])} train and {len(summary['test'])} test pairs "
         f"({width}×{height}) under {out}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from api.cli import app
+from api.cli import app, fail
 from hardware_sim.scene_writer import OutputExistsError, simulate_scene
 from hardware_sim.spec import (
     SceneSpecError,
@@ -16,11 +16,6 @@ from hardware_sim.spec import (
     preset_names,
     with_sensor_size,
 )
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=2)
 
 
 @app.command()
@@ -36,18 +31,18 @@ def simulate(
 ) -> None:
     """Simulate the two-camera rig on one scene: lightbox, whiteboard, reference and N pairs."""
     if (preset is None) == (scene is None):
-        raise _fail("give exactly one of --preset NAME or --scene SPEC.yaml")
+        raise fail("give exactly one of --preset NAME or --scene SPEC.yaml")
     try:
         spec = load_preset(preset) if preset is not None else load_scene_file(scene)
         spec = with_sensor_size(spec, width, height)
     except SceneSpecError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     steps = pairs + 4
     with tqdm(total=steps, desc=f"simulate {spec.name}", unit="shot", disable=None) as bar:
         try:
             summary = simulate_scene(spec, pairs, out, seed=seed, overwrite=overwrite, on_step=lambda _: bar.update())
         except (OutputExistsError, SceneSpecError, ValueError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     s = spec.sensor
     typer.echo(f"scene {summary.scene!r} (seed {summary.seed}) → {summary.out_dir}")
     typer.echo(f"  sensor          {s.width}×{s.height}, {s.bits}-bit {s.cfa_pattern}")

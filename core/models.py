@@ -76,6 +76,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def _checked_sha256(value: str) -> str:
+    if not _SHA256.fullmatch(value):
+        raise ValueError(f"sha256 must be 64 lowercase hex characters, got {value!r}")
+    return value
+
+
+def _checked_relative_path(value: str) -> str:
+    p = PurePosixPath(value)
+    if p.is_absolute() or ".." in p.parts or "\\" in value or not value:
+        raise ValueError(f"path must be relative to the data directory, got {value!r}")
+    return value
+
+
 class CameraRole(enum.StrEnum):
     """Which side of the beam splitter a camera (and its frames) sits on."""
 
@@ -277,16 +290,11 @@ class Frame(Base):
 
     @validates("sha256")
     def _check_sha256(self, key: str, value: str) -> str:
-        if not _SHA256.fullmatch(value):
-            raise ValueError(f"sha256 must be 64 lowercase hex characters, got {value!r}")
-        return value
+        return _checked_sha256(value)
 
     @validates("path")
     def _check_path(self, key: str, value: str) -> str:
-        p = PurePosixPath(value)
-        if p.is_absolute() or ".." in p.parts or "\\" in value or not value:
-            raise ValueError(f"frame path must be relative to the data directory, got {value!r}")
-        return value
+        return _checked_relative_path(value)
 
 
 class RunStatus(enum.StrEnum):
@@ -322,3 +330,112 @@ class CaptureRun(Base):
 
     rig: Mapped[Rig] = relationship()
     scene: Mapped[Scene | None] = relationship()
+
+
+class ProductKind(enum.StrEnum):
+    """What a post-processing product is.
+
+    ``flow``: the scene's B→S flow (.npy, (H, W, 2) float32 px); ``scene_colour``: the scene's
+    white balance, colour matrix and β (.json); ``blurred`` / ``sharp``: a pair's aligned
+    images (PNG, 8 or 16 bit sRGB); ``mask``: a pair's LBFMG blur mask (PNG, 0 / 255).
+    """
+
+    FLOW = "flow"
+    SCENE_COLOUR = "scene_colour"
+    BLURRED = "blurred"
+    SHARP = "sharp"
+    MASK = "mask"
+
+
+class Calibration(Base):
+    """One camera's colour calibration (Eq. 3–5), fitted from one lightbox frame.
+
+    ``content`` is ``postprocess.calibration.ColourCalibration.to_dict()``; ``calibration_id``
+    its sha256. ``params_hash`` hashes the fit's parameters and its input (the lightbox frame's
+    sha256); the same frame and parameters are never fitted twice. A later calibration of a
+    camera supersedes the earlier ones (the newest row is the camera's current calibration);
+    rows are never updated. ``cast_spread`` is the corrected lightbox's colour-cast spread
+    (fraction: (max − min) / mean of the patch means, worst channel).
+    """
+
+    __tablename__ = "calibrations"
+    __table_args__ = (UniqueConstraint("camera_id", "params_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"), index=True)
+    lightbox_frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id"))
+    calibration_id: Mapped[str] = mapped_column(String(64))
+    params_hash: Mapped[str] = mapped_column(String(64))
+    pipeline_version: Mapped[str] = mapped_column(String(32))
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    cast_spread: Mapped[float] = mapped_column(Float)
+    residual_rms_max: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    camera: Mapped[Camera] = relationship()
+    lightbox_frame: Mapped[Frame] = relationship()
+
+
+class Product(Base):
+    """One file made by the post-processing pipeline, and what made it.
+
+    ``params_hash`` is the sha256 of the canonical JSON of everything the product depends on:
+    the stage's parameters, the pipeline version, the scene and capture, and the hashes of its
+    inputs (frame sha256s, calibration ids, upstream products' hashes). ``(kind, params_hash)``
+    is unique: the same inputs and parameters never compute twice, new parameters make new
+    products, old ones stay. ``path`` is relative to the data directory (written atomically
+    before the row is committed); ``info`` holds what the stage measured (β, flow statistics…).
+    ``capture_id`` is empty for scene-level products (flow, scene_colour).
+    """
+
+    __tablename__ = "products"
+    __table_args__ = (UniqueConstraint("kind", "params_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scene_id: Mapped[int] = mapped_column(ForeignKey("scenes.id"), index=True)
+    capture_id: Mapped[int | None] = mapped_column(ForeignKey("captures.id"), index=True)
+    kind: Mapped[ProductKind] = mapped_column(_str_enum(ProductKind, "product_kind", 16))
+    params_hash: Mapped[str] = mapped_column(String(64))
+    pipeline_version: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    scene: Mapped[Scene] = relationship()
+    capture: Mapped[Capture | None] = relationship()
+
+    @validates("sha256")
+    def _check_sha256(self, key: str, value: str) -> str:
+        return _checked_sha256(value)
+
+    @validates("path")
+    def _check_path(self, key: str, value: str) -> str:
+        return _checked_relative_path(value)
+
+
+class ProcessingRun(Base):
+    """One run of the post-processing pipeline on a scene: parameters at start, outcome at stop.
+
+    ``params`` holds the pipeline parameters and version; ``outcome`` the products made and
+    reused and ``failures``: one ``{"unit", "error", "message"}`` per unit that failed (a pair,
+    or the whole scene when a scene-level stage failed).
+    """
+
+    __tablename__ = "processing_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scene_id: Mapped[int] = mapped_column(ForeignKey("scenes.id"), index=True)
+    status: Mapped[RunStatus] = mapped_column(
+        _str_enum(RunStatus, "run_status", 16), default=RunStatus.RUNNING
+    )
+    params_hash: Mapped[str] = mapped_column(String(64))
+    pipeline_version: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    scene: Mapped[Scene] = relationship()

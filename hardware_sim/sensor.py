@@ -23,6 +23,11 @@ import numpy as np
 from core.dng import cfa_index_map
 from hardware_sim.spec import SensorSpec
 
+# CIE XYZ (D65) → linear sRGB, IEC 61966-2-1.
+XYZ_TO_SRGB = np.array(
+    [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]]
+)
+
 
 @dataclass(frozen=True)
 class SensorModel:
@@ -45,6 +50,12 @@ class SensorModel:
     @property
     def camera_matrix(self) -> np.ndarray:
         return np.asarray(self.spec.camera_matrix, dtype=np.float64)
+
+    @property
+    def color_matrix_1(self) -> tuple[tuple[float, ...], ...]:
+        """DNG ColorMatrix1: CIE XYZ (D65) → camera RGB, 3×3 (camera_matrix maps linear sRGB)."""
+        m = self.camera_matrix @ XYZ_TO_SRGB
+        return tuple(tuple(float(v) for v in row) for row in m)
 
     @property
     def white_response(self) -> np.ndarray:

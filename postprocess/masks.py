@@ -192,15 +192,19 @@ def scene_masks(blurred_images: Sequence[np.ndarray], sharp_images: Sequence[np.
         raise MaskInputError("need as many sharp images as blurred images")
     if len(blurred_images) + len(sharp_images) < 2:
         raise MaskInputError("need at least 2 images in the scene")
-    masks = []
-    for i, target in enumerate(blurred_images):
-        others = []
-        for j in range(len(blurred_images)):
-            if j != i:
-                others += [sharp_images[j], blurred_images[j]]
-        others.append(sharp_images[i])
-        masks.append(lbfmg_mask(target, others, params))
-    return masks
+    return [lbfmg_mask(target, feed_order(i, blurred_images, sharp_images), params)
+            for i, target in enumerate(blurred_images)]
+
+
+def feed_order(i: int, blurred_images: Sequence[np.ndarray],
+               sharp_images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The images fed to MOG2 before blurred image ``i`` (see :func:`scene_masks`)."""
+    others = []
+    for j in range(len(blurred_images)):
+        if j != i:
+            others += [sharp_images[j], blurred_images[j]]
+    others.append(sharp_images[i])
+    return others
 
 
 def iou(mask: np.ndarray, truth: np.ndarray) -> float:

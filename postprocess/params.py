@@ -1,0 +1,149 @@
+"""The post-processing pipeline's parameters, their YAML file, and the hashes that name products.
+
+One :class:`PipelineParams` holds every stage's parameters (defaults = ``configs/pipeline.yaml``).
+Each product's ``params_hash`` (:func:`params_hash`) is the sha256 of the canonical JSON of the
+stage's own parameters, :data:`PIPELINE_VERSION` and the identities of its inputs, so changing
+the mask parameters makes new masks but reuses the images, the flow and the calibrations.
+
+Bump :data:`PIPELINE_VERSION` whenever a stage's output changes for unchanged parameters (a bug
+fix, a new algorithm): every product is then made anew, the old ones stay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from postprocess.flow import DEFAULT_METHOD as DEFAULT_FLOW_METHOD
+from postprocess.flow import METHODS as FLOW_METHODS
+from postprocess.masks import MaskParams
+from postprocess.warp import METHODS as WARP_METHODS
+
+PIPELINE_VERSION = "postprocess-1"
+
+
+class PipelineParamsError(ValueError):
+    """A pipeline parameter file or value is invalid; the message names the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalibrationParams(_Section):
+    """Eq. 3–5 fit: patch grid (rows, cols) over the lightbox and refinement passes."""
+
+    patches: tuple[int, int] = (9, 13)
+    refinements: int = Field(2, ge=0, le=10)
+
+
+class PhotometricParams(_Section):
+    """Eq. 6–7. ``source``: ``reference`` takes β once per scene from the static reference pair
+    (aligned B against S: static content by construction); ``pair`` takes each pair's own means
+    (the paper's literal Eq. 6), over static regions only when ``static_only`` (pixels where
+    the pair's sharp frame differs from the reference's sharp frame by more than
+    ``change_threshold`` (relative) are left out)."""
+
+    source: Literal["reference", "pair"] = "reference"
+    static_only: bool = True
+    change_threshold: float = Field(0.05, gt=0, le=1)
+
+
+class IspParams(_Section):
+    """ISP: ``output_bits`` of the PNG products (8 = ReLoBlur's export; 16 for research);
+    ``colour_matrix``: ``dng`` (from ColorMatrix1, identity when the DNG has none) or
+    ``identity`` (white-balanced camera RGB taken as linear sRGB)."""
+
+    output_bits: Literal[8, 16] = 8
+    colour_matrix: Literal["dng", "identity"] = "dng"
+
+
+class AlignmentParams(_Section):
+    """Geometric alignment: the flow method on the reference pair, the warp's interpolator."""
+
+    flow_method: str = DEFAULT_FLOW_METHOD
+    warp_method: str = "cmtf"
+
+    @field_validator("flow_method")
+    @classmethod
+    def _known_flow(cls, value: str) -> str:
+        if value not in FLOW_METHODS:
+            raise ValueError(f"must be one of {', '.join(FLOW_METHODS)}, got {value!r}")
+        return value
+
+    @field_validator("warp_method")
+    @classmethod
+    def _known_warp(cls, value: str) -> str:
+        if value not in WARP_METHODS:
+            raise ValueError(f"must be one of {', '.join(WARP_METHODS)}, got {value!r}")
+        return value
+
+
+class MaskSection(_Section):
+    """LBFMG masks: :class:`postprocess.masks.MaskParams` fields (see there)."""
+
+    history: int = 500
+    var_threshold: float = 12.0
+    detect_shadows: bool = True
+    shadow_policy: Literal["foreground", "background"] = "foreground"
+    open_size: int = 3
+    close_size: int = 15
+    min_area: int = 50
+    learning_rate: float | None = None
+    median_size: int = 3
+
+    def to_mask_params(self) -> MaskParams:
+        return MaskParams(**self.model_dump())
+
+
+class PipelineParams(_Section):
+    """Every stage's parameters; sections default to the values documented on each class."""
+
+    calibration: CalibrationParams = CalibrationParams()
+    photometric: PhotometricParams = PhotometricParams()
+    isp: IspParams = IspParams()
+    alignment: AlignmentParams = AlignmentParams()
+    masks: MaskSection = MaskSection()
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One section as plain JSON-safe data."""
+        return getattr(self, name).model_dump(mode="json")
+
+    def hash(self) -> str:
+        """sha256 of all parameters and the pipeline version (names a processing run)."""
+        return params_hash({"params": self.model_dump(mode="json")})
+
+
+def load_params(path: Path | str | None) -> PipelineParams:
+    """Parameters from a YAML file (missing sections and fields take their defaults)."""
+    if path is None:
+        return PipelineParams()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PipelineParamsError(f"cannot read the pipeline parameters {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PipelineParamsError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    try:
+        return PipelineParams.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PipelineParamsError(f"{path}: {where}: {first['msg']}") from exc
+
+
+def canonical_json(content: Any) -> str:
+    """Sorted-key, compact, NaN-free JSON: equal content gives equal text."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def params_hash(content: dict[str, Any]) -> str:
+    """sha256 (hex) of ``content`` plus :data:`PIPELINE_VERSION`, canonically serialised."""
+    payload = canonical_json({"pipeline_version": PIPELINE_VERSION, **content})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
