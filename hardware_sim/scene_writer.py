@@ -4,6 +4,7 @@ Layout of ``out_dir`` (all or nothing: rendered into a hidden sibling folder and
 place only when every file is written):
 
     scene.yaml                    the resolved scene spec, seed and number of pairs
+    manifest.yaml                 the twin rig and the frame pairs, for ``reloblur import``
     raw/lightbox_{B,S}.dng        flat fields for colour calibration (one per camera)
     raw/whiteboard_{B,S}.dng      white-board pair
     raw/reference_{B,S}.dng       static reference pair (objects standing still)
@@ -37,10 +38,6 @@ from hardware_sim.twin import Frame, RigTwin, Shot
 
 CAMERA_MAKE = "ReLoBlur Lab"
 CAMERA_MODEL = "TwinCam (simulated)"
-# CIE XYZ (D65) → linear sRGB, IEC 61966-2-1.
-XYZ_TO_SRGB = np.array(
-    [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]]
-)
 
 
 class OutputExistsError(FileExistsError):
@@ -96,7 +93,7 @@ class _SceneWriter:
             camera_serial=camera.serial,
             exposure_time_s=frame.exposure_s,
             gain_db=spec.sensor.gain_db,
-            color_matrix_1=tuple(tuple(float(v) for v in row) for row in sensor.camera_matrix @ XYZ_TO_SRGB),
+            color_matrix_1=sensor.color_matrix_1,
             description=json.dumps(description, sort_keys=True),
         )
 
@@ -185,6 +182,33 @@ class _SceneWriter:
         scene = {"seed": seed, "pairs": self.n_pairs, "scene": spec.model_dump(mode="json")}
         atomic_write_bytes(self.root / "scene.yaml", yaml.safe_dump(scene, sort_keys=False).encode())
 
+    def write_manifest(self, seed: int) -> None:
+        """``manifest.yaml`` for ``reloblur import``: the twin rig's optics and every frame pair."""
+        spec = self.twin.spec
+        files: dict[str, dict[str, str]] = {}  # shot → role → path, in the order written
+        kinds: dict[str, str] = {}
+        for f in self.frames:
+            files.setdefault(f["shot"], {})[f["role"]] = f["path"]
+            kinds[f["shot"]] = f["kind"]
+        manifest = {
+            "scene": spec.name,
+            "rig": {
+                "name": f"twin-{spec.name}",
+                "description": "simulated two-camera rig (hardware_sim twin)",
+                "pixel_pitch_um": spec.optics.pixel_pitch_um,
+                "focal_length_mm": spec.optics.focal_length_mm,
+                "nd_filters": [spec.exposure.nd_transmittance],
+                "color_matrix_1": [list(row) for row in self.twin.sensor.color_matrix_1],
+            },
+            "object_distance_m": spec.optics.object_distance_m,
+            "description": f"simulated by reloblur-lab {__version__} (seed {seed})",
+            "lightbox": files["lightbox"],
+            "whiteboard": files["whiteboard"],
+            "reference": files["reference"],
+            "pairs": [files[shot] for shot, kind in kinds.items() if kind == "pair"],
+        }
+        atomic_write_bytes(self.root / "manifest.yaml", yaml.safe_dump(manifest, sort_keys=False).encode())
+
 
 def simulate_scene(
     spec: SceneSpec,
@@ -221,6 +245,7 @@ def simulate_scene(
             shots.append(writer.write_shot(twin.pair(i, n_pairs)))
             step(f"pair {i}")
         writer.write_truth(shots, seed)
+        writer.write_manifest(seed)
         if out_dir.exists():
             trash = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
             out_dir.rename(trash)

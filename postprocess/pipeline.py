@@ -208,7 +208,7 @@ def load_frame(data_dir: Path, frame: Frame) -> tuple[np.ndarray, RawMetadata]:
             f"RAW frame {frame.path} has changed since it was stored (sha256 {digest[:12]}…, "
             f"recorded {frame.sha256[:12]}…): restore the original file"
         )
-    return read_raw(path)
+    return read_raw(path, default_exposure_s=frame.exposure_s)
 
 
 def _camera_rgb(cfa: np.ndarray, meta: RawMetadata, calibration: ColourCalibration) -> np.ndarray:

@@ -37,7 +37,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path):
     assert a == b
     # DNGs: 2 lightbox + 2 whiteboard + 2 reference + 2×2 pairs; truth npz+mask for 4 shots;
     # truth.json + flow; scene.yaml; 4 previews
-    assert len(a) == 10 + 8 + 2 + 1 + 4
+    assert len(a) == 10 + 8 + 2 + 1 + 1 + 4
     dngs = [k for k in a if k.endswith(".dng")]
     assert all(a[k] != c[k] for k in dngs)
 
