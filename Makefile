@@ -29,15 +29,22 @@ test: $(STAMP) lint
 #  3. plan the exposures (Eq. 2) for the simulated rig, capture a lightbox, and capture a scene
 #     (whiteboard, reference, 5 pairs) through the real drivers: the BNC 575 emulator on a pty and
 #     two simulated GenICam cameras. --resume makes a second `make demo` a no-op, not an error;
-#  4. train, deblur and evaluate a smoke-sized LBAG on twin pairs (post-processing is #4's work).
+#  4. post-process the captured scene (calibration, colour, beta, Menon ISP, flow + CMTF alignment,
+#     LBFMG masks; products already made are reused) and export it in ReLoBlur's layout; check
+#     every stage against the twin's ground truth (verify-pipeline);
+#  5. train, deblur and evaluate a smoke-sized LBAG on twin pairs.
 demo: $(STAMP)
 	$(BIN)/reloblur db upgrade
 	$(BIN)/reloblur simulate --preset car --pairs 3 --out var/demo/car --overwrite
 	@echo "twin previews (blurred | sharp | true mask): var/demo/car/preview/"
 	$(BIN)/reloblur plan --rig configs/rigs/twin.yaml
-	$(BIN)/reloblur capture-lightbox --rig configs/rigs/twin.yaml --exposure-ms 5 --nd 0.125
-	$(BIN)/reloblur capture --rig configs/rigs/twin.yaml --scene demo-street --pairs 5 --resume
+	$(BIN)/reloblur capture-lightbox --rig configs/rigs/twin.yaml --exposure-ms 1.8 --nd 0.125
+	$(BIN)/reloblur capture --rig configs/rigs/twin.yaml --scene demo-street --pairs 5 --sharp-blur 2.5 --resume
 	@echo "captured RAW pairs (DNG): var/raw/twin/demo-street/ ; database: var/reloblur.db"
+	$(BIN)/reloblur process --scene demo-street --params configs/pipeline.yaml
+	$(BIN)/reloblur export --out var/demo/reloblur_export --test-scenes demo-street --overwrite
+	@echo "aligned pairs and blur masks in ReLoBlur's layout: var/demo/reloblur_export/"
+	$(BIN)/reloblur verify-pipeline --preset car --pairs 3
 	# Deblurring, smoke-sized: a 1-ResBlock LBAG trained for 20 steps on twin pairs (seconds on
 	# a CPU; its numbers only show the wiring), then deblur and score a twin test split.
 	$(BIN)/reloblur export-twin-dataset --out var/demo/twin_dataset --overwrite

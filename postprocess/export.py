@@ -5,6 +5,7 @@ Layout under ``out`` (what :class:`deblur.data.ReLoBlurDataset` reads)::
     dataset/{train,test}/<scene>/00/<idx>_blur.png     8-bit sRGB, the aligned blurred image
     dataset/{train,test}/<scene>/00/<idx>_sharp.png    8-bit sRGB, the sharp image
     masks/{train,test}/<scene>/00/<idx>.png            LBFMG blur mask, 0 / 255, one channel
+    preview/{train,test}/<scene>/00/<idx>.png          half-size quick look: blurred | sharp | mask
     export.json                                        scenes, splits, parameters, every file's sha256
 
 ``<idx>`` is the pair's trigger index in its scene, 5 digits; each scene is one sequence ``00``.
@@ -27,11 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.db import session_factory
-from core.filestore import sha256_file
+from core.filestore import read_png, sha256_file, write_png
 from core.models import Product, Scene
 from postprocess.params import PIPELINE_VERSION, PipelineParams
 from postprocess.pipeline import latest_complete_run
@@ -63,6 +66,14 @@ def _place(src: Path, dst: Path, link: bool) -> None:
     shutil.copy2(src, dst)
 
 
+def _preview(blur: Path, sharp: Path, mask: Path) -> np.ndarray:
+    """Half-size (H/2, 3·W/2, 3) uint8 montage: blurred | sharp | mask."""
+    m = read_png(mask)
+    panels = [read_png(blur), read_png(sharp), np.repeat(m[..., None], 3, axis=2)]
+    montage = np.hstack(panels)
+    return cv2.resize(montage, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+
+
 def export_dataset(
     engine: Engine,
     data_dir: Path | str,
@@ -72,6 +83,7 @@ def export_dataset(
     params: PipelineParams | None = None,
     overwrite: bool = False,
     link: bool = False,
+    previews: bool = True,
     on_pair: Callable[[str], None] | None = None,
 ) -> ExportSummary:
     """Write the processed ``scenes`` (default: every scene with a complete run) under ``out``.
@@ -80,6 +92,7 @@ def export_dataset(
     params: the processing parameters whose products are exported (default parameters).
     link: hard-link the product files instead of copying them (saves the space; an image edited
     in place in the export would then change the product too, so copying is the default).
+    previews: also write the half-size blurred | sharp | mask montages under ``preview/``.
     Raises ExportError for an unknown or unprocessed scene, 16-bit products, or an existing
     ``out`` without ``overwrite``.
     """
@@ -141,6 +154,8 @@ def export_dataset(
                 for rel, src in targets.items():
                     _place(src, staging / rel, link)
                     manifest["files"][rel] = sha256_file(staging / rel)
+                if previews:
+                    write_png(staging / f"preview/{split}/{name}/00/{idx}.png", _preview(blur, sharp, mask))
                 if on_pair:
                     on_pair(f"{name}/{idx}")
             manifest["splits"][split].append(name)

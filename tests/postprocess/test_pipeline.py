@@ -272,6 +272,8 @@ def test_export_writes_relobur_layout_with_scene_disjoint_splits(engine, tmp_pat
     assert sorted(p.name for p in (out / "dataset" / "train" / car / "00").iterdir()) == [
         "00000_blur.png", "00000_sharp.png", "00001_blur.png", "00001_sharp.png"]
     assert sorted(p.name for p in (out / "masks" / "test" / ball / "00").iterdir()) == ["00000.png", "00001.png"]
+    preview = read_png(out / "preview" / "test" / ball / "00" / "00001.png")
+    assert preview.shape == (SMALL[1] // 2, 3 * SMALL[0] // 2, 3)
     manifest = json.loads((out / "export.json").read_text())
     assert all(sha256_file(out / rel) == sha for rel, sha in manifest["files"].items())
     train = ReLoBlurDataset(out, "train")
@@ -321,3 +323,9 @@ def test_cli_process_export_and_params_file(tmp_path, monkeypatch):
     result = runner.invoke(app, ["process", "--scene", "nowhere"])
     assert result.exit_code == 2 and "no scene named 'nowhere'" in result.output
     assert load_params(params).masks.var_threshold == 14
+
+
+def test_the_shipped_parameter_file_spells_out_the_defaults():
+    shipped = Path(__file__).parents[2] / "configs" / "pipeline.yaml"
+    assert load_params(shipped) == PipelineParams()
+    assert load_params(None).hash() == PipelineParams().hash()
