@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.dng import RawMetadata, UnknownCfaPatternError
-from hardware_sim.scene_writer import XYZ_TO_SRGB as TWIN_XYZ_TO_SRGB
+from hardware_sim.sensor import XYZ_TO_SRGB as TWIN_XYZ_TO_SRGB
 from hardware_sim.spec import load_preset, parse_scene
 from hardware_sim.twin import RigTwin
 from postprocess.calibration import FrameSizeMismatchError, correct_colour, fit_colour_calibration
