@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from postprocess.flow import DEFAULT_METHOD as DEFAULT_FLOW_METHOD
 from postprocess.flow import METHODS as FLOW_METHODS
@@ -69,18 +69,12 @@ class AlignmentParams(_Section):
     flow_method: str = DEFAULT_FLOW_METHOD
     warp_method: str = "cmtf"
 
-    @field_validator("flow_method")
+    @field_validator("flow_method", "warp_method")
     @classmethod
-    def _known_flow(cls, value: str) -> str:
-        if value not in FLOW_METHODS:
-            raise ValueError(f"must be one of {', '.join(FLOW_METHODS)}, got {value!r}")
-        return value
-
-    @field_validator("warp_method")
-    @classmethod
-    def _known_warp(cls, value: str) -> str:
-        if value not in WARP_METHODS:
-            raise ValueError(f"must be one of {', '.join(WARP_METHODS)}, got {value!r}")
+    def _known_method(cls, value: str, info: ValidationInfo) -> str:
+        known = FLOW_METHODS if info.field_name == "flow_method" else WARP_METHODS
+        if value not in known:
+            raise ValueError(f"must be one of {', '.join(known)}, got {value!r}")
         return value
 
 

@@ -71,3 +71,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db' / 'reloblur.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def engine(db_url: str):
+    """An engine on ``db_url`` (SQLite and PostgreSQL), migrated to the newest revision."""
+    from core import migrate
+    from core.db import make_engine
+
+    migrate.upgrade(db_url)
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()

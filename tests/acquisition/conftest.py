@@ -9,8 +9,6 @@ import yaml
 
 from acquisition.planner import PlanRequest, plan_exposures
 from acquisition.rig import build_rig, load_rig_config
-from core import migrate
-from core.db import make_engine
 
 WIDTH, HEIGHT = 192, 128
 
@@ -36,13 +34,6 @@ def rig(rig_file: Path):
     with build_rig(load_rig_config(rig_file)) as r:
         yield r
 
-
-@pytest.fixture
-def engine(db_url: str):
-    migrate.upgrade(db_url)
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def plan_for(rig):

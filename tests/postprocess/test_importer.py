@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from core import migrate
-from core.db import make_engine, session_factory
+from core.db import session_factory
 from core.dng import read_dng, write_dng
 from core.filestore import sha256_file
 from core.models import Camera, Capture, CaptureRun, Frame, Rig, RunStatus, Scene
@@ -51,13 +51,6 @@ def source(simulated, tmp_path) -> Path:
     """A private copy of the simulated scene, free to be changed by a test."""
     return Path(shutil.copytree(simulated, tmp_path / "source"))
 
-
-@pytest.fixture
-def engine(db_url):
-    migrate.upgrade(db_url)
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -29,13 +29,6 @@ from postprocess.verify import verify_pipeline
 SMALL = (256, 172)
 
 
-@pytest.fixture
-def engine(db_url: str):
-    migrate.upgrade(db_url)
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
-
 
 def add_scene(engine, tmp_path: Path, preset: str = "car", pairs: int = 3, size=SMALL, seed: int = 0,
               name: str | None = None) -> tuple[str, Path, Path]:
