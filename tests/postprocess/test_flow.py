@@ -184,6 +184,94 @@ def test_whole_method_numba_equals_numpy(photo):
     np.testing.assert_allclose(fast, slow, atol=1e-3)
 
 
+def _bits_equal(a, b):
+    return a.shape == b.shape and np.array_equal(
+        np.asarray(a, np.float32).view(np.uint32), np.asarray(b, np.float32).view(np.uint32))
+
+
+@pytest.mark.parametrize("shape", [(21, 27, 5), (30, 40, 3), (3, 2, 5), (1, 7, 5), (2, 1, 3),
+                                   (9, 257, 5), (13, 600, 3), (7, 1100, 5)])
+@pytest.mark.parametrize("use_d", [True, False])
+def test_planar_system_is_bit_identical(shape, use_d):
+    # the chunked, vectorised system build of the fast path == _linear_system_split_nb, bit
+    # for bit (chunk boundaries, edge rows and columns, du = dv = 0 shortcut)
+    rng = np.random.default_rng(8)
+    h, w, c = shape
+    mix = rng.random((h, w, c)).astype(np.float32)
+    it = (rng.random((h, w, c)) * 0.1 - 0.05).astype(np.float32)
+    u, v, du, dv = (rng.normal(0, 0.5, (h, w)).astype(np.float32) for _ in range(4))
+    if not use_d:
+        du[...] = 0.0
+        dv[...] = 0.0
+    phi = (rng.random((h, w)) * 5).astype(np.float32)
+    w2 = (w + 1) // 2
+    outs = []
+    for n_bands in (0, 1, 2, 3):
+        out = [np.zeros((5, h, w2), np.float32), np.zeros((5, h, w2), np.float32),
+               np.zeros((h + 2, w2 + 2), np.float32), np.zeros((h + 2, w2 + 2), np.float32)]
+        if n_bands == 0:
+            F._linear_system_split_nb(mix, it, u, v, du, dv, phi, 0.012, 1e-6, 1.8, *out)
+        else:
+            # use_d False: du, dv must not be read (the fast path leaves them unset)
+            d_in = (du, dv) if use_d else (np.full_like(du, np.nan), np.full_like(dv, np.nan))
+            F._system_planar_nb(
+                np.ascontiguousarray(mix.transpose(2, 0, 1)),
+                np.ascontiguousarray(it.transpose(2, 0, 1)), u, v, *d_in, phi, 0.012, 1e-6,
+                1.8, use_d, *out, min(n_bands, h))
+        outs.append(out)
+    for out in outs[1:]:
+        assert all(_bits_equal(a, b) for a, b in zip(out, outs[0], strict=True))
+
+
+@pytest.mark.parametrize(("h", "w", "n_bands", "n_half", "n_iter"), [
+    (83, 47, 2, 8, 9), (83, 47, 3, 4, 9), (83, 47, 3, 8, 30), (40, 31, 1, 8, 7),
+    (200, 65, 4, 12, 33), (61, 20, 2, 12, 10), (83, 47, 2, 2, 5)])
+def test_blocked_sor_is_bit_identical(h, w, n_bands, n_half, n_iter):
+    # several sweeps per pass (skewed wavefront per band, then the band boundaries) ==
+    # plain sweeps, bit for bit
+    rng = np.random.default_rng(9)
+    w2 = (w + 1) // 2
+    red = (rng.random((5, h, w2)) * 0.5 - 0.1).astype(np.float32)
+    black = (rng.random((5, h, w2)) * 0.5 - 0.1).astype(np.float32)
+    pr = np.zeros((h + 2, w2 + 2), np.float32)
+    pb = np.zeros((h + 2, w2 + 2), np.float32)
+    pr[1:-1, 1:-1] = rng.random((h, w2))
+    pb[1:-1, 1:-1] = rng.random((h, w2))
+    plain = np.zeros((4, h + 2, w2 + 2), np.float32)
+    blocked = np.zeros((4, h + 2, w2 + 2), np.float32)
+    F._sor_split_nb(red, black, pr, pb, 0.012, 1.8, n_iter, *plain, 1)
+    F._sor_blocked_nb(red, black, pr, pb, 0.012, 1.8, n_iter, *blocked, n_bands, n_half)
+    assert np.abs(plain).max() > 0.01
+    assert _bits_equal(blocked, plain)
+
+
+def test_features_match_numpy():
+    rng = np.random.default_rng(10)
+    image = (rng.random((23, 31, 3)) * 1.2 - 0.1).astype(np.float32)
+    grey = (0.299 * image[:, :, 0] + 0.587 * image[:, :, 1] + 0.114 * image[:, :, 2])
+    assert grey.dtype == np.float32
+    feats = F._features(image)
+    assert _bits_equal(feats[:, :, 0], grey)
+    assert _bits_equal(feats[:, :, 3], image[:, :, 1] - image[:, :, 0])
+    assert _bits_equal(feats[:, :, 4], image[:, :, 1] - image[:, :, 2])
+    kx = F._DERIV_TAPS.astype(np.float32)
+    gx = cv2.sepFilter2D(grey, -1, kx, np.ones(1, np.float32), borderType=cv2.BORDER_REPLICATE)
+    assert _bits_equal(feats[:, :, 1], gx)
+    assert F._features(image[:, :, 1].copy()).shape == (23, 31, 3)
+
+
+@pytest.mark.parametrize("n_inner", [1, 2])
+def test_fast_path_equals_interleaved_path(photo, n_inner):
+    # the planar fast path == the previous (interleaved) numba path, bit for bit; 150x200
+    # takes the parallel bands (and the blocked SOR) when numba has more than one thread
+    ref = photo[:150, :200]
+    mov = _shift(photo, 1.3, -0.6)[:150, :200]
+    kw = dict(n_outer=2, n_inner=n_inner, n_sor=13)
+    fast = F.pyflow_flow(ref, mov, **kw)
+    old = F.pyflow_flow(ref, mov, **kw, _backend="numba-interleaved")
+    assert _bits_equal(fast, old)
+
+
 def _lexicographic_sor(od1, od2, a12, b1, b2, phi, alpha, omega, n_iter, du, dv):
     """The C++'s order (row by row, left to right), plain Python, float64."""
     h, w = du.shape
