@@ -1,4 +1,4 @@
-"""The database schema (first version): rigs, their cameras, scenes, captures and frames.
+"""The database schema: rigs, cameras, scenes, captures, frames, post-processing products, API tokens and jobs.
 
 Units are in the column names: ``_um`` micrometres, ``_mm`` millimetres, ``_m`` metres,
 ``_s`` seconds, ``_ns`` nanoseconds, ``_db`` decibels, ``_px`` sensor pixels; levels are raw
@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -439,3 +440,98 @@ class ProcessingRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     scene: Mapped[Scene] = relationship()
+
+
+class Role(enum.StrEnum):
+    """What an API token may do: ``viewer`` reads; ``operator`` also captures and runs jobs;
+    ``admin`` also manages tokens. Each role includes the ones before it."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class ApiToken(Base):
+    """An API token. Only the sha256 of the secret is stored (the secret is 32 random bytes,
+    shown once at creation); ``prefix`` is the secret's first characters, to tell tokens apart
+    in listings. A revoked token (``revoked_at`` set) or an expired one authenticates nothing."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[Role] = mapped_column(_str_enum(Role, "role", 16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @validates("token_hash")
+    def _check_hash(self, key: str, value: str) -> str:
+        return _checked_sha256(value)
+
+
+class JobKind(enum.StrEnum):
+    """What a job does. ``capture``: a scene session on a rig; ``postprocess``: one scene through
+    the pipeline; ``reprocess``: every scene with new parameters (fans out into ``postprocess``
+    children); ``export``: the ReLoBlur layout; ``deblur``: inference on images or products."""
+
+    CAPTURE = "capture"
+    POSTPROCESS = "postprocess"
+    REPROCESS = "reprocess"
+    EXPORT = "export"
+    DEBLUR = "deblur"
+
+
+class JobStatus(enum.StrEnum):
+    """A job's state: ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``.
+    A running job whose worker died goes back to ``queued`` (it is retried) while attempts
+    remain."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Job(Base):
+    """A unit of background work, executed on Dask distributed.
+
+    ``params`` (JSON) is what the job was asked to do; ``result`` (JSON) what it made;
+    ``progress`` is in [0, 1] with a human ``message``; ``attempts`` counts starts (a worker
+    killed mid-job leaves the job ``queued`` for a retry while ``attempts < max_attempts``);
+    ``cancel_requested`` is set by a cancel and honoured at the job's next progress report.
+    ``parent_id`` links the children of a fan-out (batch reprocessing) to their parent.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[JobKind] = mapped_column(_str_enum(JobKind, "job_kind", 16), index=True)
+    status: Mapped[JobStatus] = mapped_column(
+        _str_enum(JobStatus, "job_status", 16), default=JobStatus.QUEUED, index=True
+    )
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    worker: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    parent: Mapped[Job | None] = relationship(remote_side=[id])
