@@ -26,6 +26,32 @@ class Settings(BaseSettings):
     )
     sql_echo: bool = Field(False, description="Log every SQL statement.")
 
+    # ---- jobs (Dask distributed) ----
+    dask_scheduler: str | None = Field(
+        None,
+        description="Address of a running Dask scheduler (tcp://host:8786); unset: an in-process "
+        "LocalCluster is started.",
+    )
+    dask_workers: int = Field(2, ge=1, description="Worker processes of the LocalCluster.")
+    dask_threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker.")
+    job_max_attempts: int = Field(3, ge=1, description="Starts of a job before it is failed.")
+
+    # ---- the API service ----
+    api_host: str = Field("127.0.0.1", description="Address `reloblur serve` binds to.")
+    api_port: int = Field(8000, ge=0, le=65535, description="Port `reloblur serve` binds to.")
+    rigs_dir: Path = Field(Path("./configs/rigs"), description="Rig YAML files served by the API.")
+    checkpoint: Path | None = Field(
+        None, description="LBAG checkpoint the API loads at start for deblurring; unset: none."
+    )
+    device: str = Field("auto", description="Inference device: auto (CUDA, else CPU), cpu, cuda.")
+    max_upload_mb: float = Field(64.0, gt=0, description="Largest upload accepted, in MiB.")
+    preview_max_pixels: int = Field(
+        1_000_000, gt=0, description="Largest image (pixels) deblurred synchronously."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty: CORS closed."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL in use: the configured one, or the SQLite file in ``data_dir``."""
