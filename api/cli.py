@@ -35,7 +35,15 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     # Each package's commands live in api/cli_<topic>.py and register themselves here.
-    from api import cli_acquisition, cli_db, cli_deblur, cli_import, cli_postprocess, cli_simulate  # noqa: F401
+    from api import (  # noqa: F401
+        cli_acquisition,
+        cli_db,
+        cli_deblur,
+        cli_import,
+        cli_postprocess,
+        cli_serve,
+        cli_simulate,
+    )
 
 
 _register_subcommands()

@@ -1,0 +1,254 @@
+"""The FastAPI service: ``create_app(settings)``, its lifespan, limits and error mapping.
+
+- Everything lives under ``/api/v1``; the OpenAPI schema is ``/api/v1/openapi.json`` and the
+  interactive docs ``/api/v1/docs``.
+- Auth: every endpoint needs a Bearer token of at least the viewer role, except
+  ``GET /api/v1/health`` and the OpenAPI documents (see :mod:`api.auth`).
+- The lifespan opens the database engine, loads the deblurring model once when
+  ``settings.checkpoint`` is set (device: ``settings.device``, auto = CUDA else CPU) and starts
+  the job runner; inference runs in a worker thread, never on the event loop.
+- Named errors of the packages become 4xx with their message (``{"detail": "..."}``).
+- Request bodies above ``settings.max_upload_mb`` are refused with 413 while they stream in.
+- CORS is closed unless ``settings.cors_origins`` lists origins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pydantic
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from api import auth, uploads
+from api.deps import LoadedModel
+from api.routes import ROUTERS
+from api.routes.health import router as health_router
+from core import __version__
+from core.db import make_engine, session_factory
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+class PayloadTooLargeError(Exception):
+    """The request body passed ``max_upload_mb`` (HTTP 413)."""
+
+
+class ModelUnavailableError(Exception):
+    """No deblurring model is loaded (HTTP 503)."""
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies larger than ``max_bytes`` with 413, counting while they stream.
+
+    A declared Content-Length above the limit is refused before anything is read; otherwise
+    the body is counted as it arrives and the request is cut off at the first byte over.
+    """
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def _message(self) -> bytes:
+        mib = self.max_bytes / (1 << 20)
+        return json.dumps({"detail": f"request body too large: the limit is {mib:g} MiB"}).encode()
+
+    async def _send_413(self, send: Any) -> None:
+        body = self._message()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._send_413(send)
+                return
+        state = {"received": 0, "over": False, "started": False}
+
+        async def limited_receive() -> dict:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["over"] = True
+                    raise PayloadTooLargeError
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if state["over"]:  # the app answered the cut-off body (400...): answer 413 instead
+                if message["type"] == "http.response.start" and not state["started"]:
+                    state["started"] = True
+                    await self._send_413(send)
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except PayloadTooLargeError:
+            if not state["started"]:
+                await self._send_413(send)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def _status_for(exc: Exception) -> int:
+    """The HTTP status of a named error from the packages (first match along the MRO)."""
+    from acquisition.capture import CaptureError, RigBusyError, SceneExistsError
+    from acquisition.rig import RigConfigError
+    from deblur.infer import CheckpointError, InferenceError
+    from postprocess.pipeline import SceneNotFoundError
+
+    table: list[tuple[type[BaseException], int]] = [
+        (auth.TokenNotFoundError, 404),
+        (SceneNotFoundError, 404),
+        (uploads.UnsupportedImageError, 415),
+        (uploads.ImageTooLargeError, 413),
+        (RigBusyError, 409),
+        (SceneExistsError, 409),
+        (RigConfigError, 422),
+        (CheckpointError, 422),
+        (CaptureError, 409),
+        (InferenceError, 422),
+    ]
+    try:
+        from core.jobs import JobNotFoundError, JobParamsError, JobStateError
+
+        table[:0] = [(JobNotFoundError, 404), (JobStateError, 409), (JobParamsError, 422)]
+    except ImportError:  # pragma: no cover - core.jobs is written alongside
+        pass
+    for cls, status in table:
+        if isinstance(exc, cls):
+            return status
+    return 422
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def unauthenticated(request: Request, exc: Exception) -> JSONResponse:
+        return _error(401, str(exc), {"WWW-Authenticate": "Bearer"})
+
+    async def forbidden(request: Request, exc: Exception) -> JSONResponse:
+        return _error(403, str(exc))
+
+    async def too_large(request: Request, exc: Exception) -> JSONResponse:
+        return _error(413, "request body too large")
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return _error(503, str(exc))
+
+    async def named(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, pydantic.ValidationError):  # a bug of ours, not the caller's input
+            log.error("unhandled validation error", exc_info=exc)
+            return _error(500, "internal error")
+        return _error(_status_for(exc), str(exc))
+
+    app.add_exception_handler(auth.AuthenticationError, unauthenticated)
+    app.add_exception_handler(auth.PermissionDeniedError, forbidden)
+    app.add_exception_handler(PayloadTooLargeError, too_large)
+    app.add_exception_handler(ModelUnavailableError, unavailable)
+    # Errors a user can cause are ValueError subclasses (and the capture errors).
+    from acquisition.capture import CaptureError
+    from deblur.infer import InferenceError
+
+    for cls in (ValueError, CaptureError, InferenceError):
+        app.add_exception_handler(cls, named)
+
+
+def _load_model(settings: Settings) -> LoadedModel | None:
+    if settings.checkpoint is None:
+        return None
+    from deblur.infer import load_checkpoint, resolve_device
+
+    device = resolve_device(settings.device)
+    model, meta = load_checkpoint(settings.checkpoint, device)
+    log.info("loaded %s from %s on %s", meta["model_name"], settings.checkpoint, device)
+    return LoadedModel(model, device, meta)
+
+
+def create_app(
+    settings: Settings | None = None, *, runner: Any = None, start_runner: bool = True
+) -> FastAPI:
+    """The API app for ``settings`` (default: the process settings).
+
+    ``runner``: a started ``api.jobrunner.JobRunner`` to submit jobs to (the caller closes it).
+    Without one, the lifespan starts its own when ``start_runner`` (and closes it at shutdown);
+    with ``start_runner=False`` and no runner, jobs are recorded and stay ``queued`` until a
+    runner elsewhere picks them up.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url)
+        app.state.engine = engine
+        app.state.session_factory = session_factory(engine)
+        app.state.infer_lock = anyio.Lock()
+        own_runner = None
+        try:
+            app.state.model = await anyio.to_thread.run_sync(_load_model, settings)
+            if runner is None and start_runner:
+                from api.jobrunner import JobRunner
+
+                own_runner = JobRunner(settings)
+                await anyio.to_thread.run_sync(own_runner.start)
+            app.state.runner = runner if runner is not None else own_runner
+            yield
+        finally:
+            if own_runner is not None:
+                await anyio.to_thread.run_sync(own_runner.close)
+            app.state.model = None
+            engine.dispose()
+
+    app = FastAPI(
+        title="ReLoBlur Lab API",
+        version=__version__,
+        description=(
+            "Capture rig, post-processing and LBAG deblurring. Every endpoint needs "
+            "`Authorization: Bearer <token>` (roles: viewer reads; operator captures and runs "
+            "jobs; admin manages tokens), except `GET /api/v1/health` and these docs."
+        ),
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.runner = runner
+    app.state.model = None
+    _install_error_handlers(app)
+    app.include_router(health_router, prefix=API_PREFIX)
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.max_upload_mb * (1 << 20)))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return app

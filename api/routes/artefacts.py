@@ -1,0 +1,172 @@
+"""Artefact downloads: products (images, masks), frames (DNG), a scene's flow as a PNG, and
+files of jobs' outputs. Every file is served from inside the data directory, nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import cv2
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse, Response
+from sqlalchemy import select
+
+from api.deps import IdPath, IdQuery, Limit, Offset, SessionDep, SettingsDep, ViewerToken
+from api.routes.scenes import get_scene
+from api.schemas import ErrorOut, ProductOut
+from core.models import Frame, Product, ProductKind, Scene
+
+router = APIRouter(tags=["artefacts"])
+
+MEDIA_TYPES = {
+    ".png": "image/png",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".dng": "image/x-adobe-dng",
+    ".json": "application/json",
+    ".npy": "application/octet-stream",
+}
+NOT_FOUND = {404: {"model": ErrorOut, "description": "No such record or file."}}
+
+
+def data_file(data_dir: Path, rel: str) -> Path:
+    """The file ``rel`` inside ``data_dir``; 404 for anything else (absolute paths, ``..``,
+    hidden or temporary names, symlinks leading out, other file types, missing files)."""
+    p = PurePosixPath(rel)
+    bad = (
+        not rel
+        or "\\" in rel
+        or "\x00" in rel
+        or p.is_absolute()
+        or any(part in ("..", ".") or part.startswith(".") for part in p.parts)
+        or p.suffix.lower() not in MEDIA_TYPES
+    )
+    root = Path(data_dir).resolve()
+    full = (root / p).resolve() if not bad else root
+    if bad or not full.is_relative_to(root) or not full.is_file():
+        raise HTTPException(404, f"no file {rel!r} in the data store")
+    return full
+
+
+def _file_response(data_dir: Path, rel: str) -> FileResponse:
+    path = data_file(data_dir, rel)
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix.lower()], filename=path.name)
+
+
+@router.get("/products", response_model=list[ProductOut], summary="List post-processing products")
+def list_products(
+    session: SessionDep,
+    _: ViewerToken,
+    scene: str | None = None,
+    kind: ProductKind | None = None,
+    capture_id: IdQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[ProductOut]:
+    q = select(Product).order_by(Product.id)
+    if scene is not None:
+        q = q.join(Scene, Product.scene_id == Scene.id).where(Scene.name == scene)
+    if kind is not None:
+        q = q.where(Product.kind == kind)
+    if capture_id is not None:
+        q = q.where(Product.capture_id == capture_id)
+    return [ProductOut.model_validate(p) for p in session.scalars(q.limit(limit).offset(offset))]
+
+
+def _product(session, product_id: int) -> Product:
+    row = session.get(Product, product_id)
+    if row is None:
+        raise HTTPException(404, f"no product with id {product_id}")
+    return row
+
+
+@router.get(
+    "/products/{product_id}", response_model=ProductOut, responses=NOT_FOUND, summary="One product"
+)
+def get_product(product_id: IdPath, session: SessionDep, _: ViewerToken) -> ProductOut:
+    return ProductOut.model_validate(_product(session, product_id))
+
+
+@router.get(
+    "/products/{product_id}/file",
+    response_class=FileResponse,
+    responses=NOT_FOUND,
+    summary="Download a product's file (image, mask, flow .npy, colour .json)",
+)
+def product_file(product_id: IdPath, session: SessionDep, settings: SettingsDep, _: ViewerToken):
+    return _file_response(settings.data_dir, _product(session, product_id).path)
+
+
+@router.get(
+    "/captures/{capture_id}/mask",
+    response_class=FileResponse,
+    responses=NOT_FOUND,
+    summary="Download a pair's newest blur mask (PNG, 0 / 255)",
+)
+def capture_mask(capture_id: IdPath, session: SessionDep, settings: SettingsDep, _: ViewerToken):
+    row = session.scalar(
+        select(Product)
+        .where(Product.capture_id == capture_id, Product.kind == ProductKind.MASK)
+        .order_by(Product.id.desc())
+        .limit(1)
+    )
+    if row is None:
+        raise HTTPException(404, f"capture {capture_id} has no mask: process its scene first")
+    return _file_response(settings.data_dir, row.path)
+
+
+@router.get(
+    "/frames/{frame_id}/file",
+    response_class=FileResponse,
+    responses=NOT_FOUND,
+    summary="Download a raw frame (DNG)",
+)
+def frame_file(frame_id: IdPath, session: SessionDep, settings: SettingsDep, _: ViewerToken):
+    row = session.get(Frame, frame_id)
+    if row is None:
+        raise HTTPException(404, f"no frame with id {frame_id}")
+    return _file_response(settings.data_dir, row.path)
+
+
+@router.get(
+    "/scenes/{name}/flow.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **NOT_FOUND},
+    summary="The scene's newest B→S flow as a picture (hue: direction, value: magnitude)",
+)
+def scene_flow_png(
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: ViewerToken,
+    max_magnitude: Annotated[
+        float | None, Query(gt=0, le=1e6, description="px at full value")
+    ] = None,
+) -> Response:
+    from postprocess.flow import flow_to_png
+
+    scene = get_scene(session, name)
+    row = session.scalar(
+        select(Product)
+        .where(Product.scene_id == scene.id, Product.kind == ProductKind.FLOW)
+        .order_by(Product.id.desc())
+        .limit(1)
+    )
+    if row is None:
+        raise HTTPException(404, f"scene {name!r} has no flow yet: process it first")
+    flow = np.load(data_file(settings.data_dir, row.path), allow_pickle=False)
+    rgb = flow_to_png(flow, max_magnitude)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return Response(png.tobytes(), media_type="image/png")
+
+
+@router.get(
+    "/files/{path:path}",
+    response_class=FileResponse,
+    responses=NOT_FOUND,
+    summary="Download a file of the data store (jobs' outputs: deblurred images, exports)",
+)
+def data_store_file(path: str, settings: SettingsDep, _: ViewerToken):
+    """Images (PNG, TIFF, DNG), ``.json`` and ``.npy`` only; never the database, never outside."""
+    return _file_response(settings.data_dir, path)

@@ -1,0 +1,42 @@
+"""Colour calibrations (read only; they are fitted by post-processing jobs or the CLI)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from sqlalchemy import select
+
+from api.deps import IdPath, IdQuery, Limit, Offset, SessionDep, ViewerToken
+from api.schemas import CalibrationDetail, CalibrationOut
+from core.models import Calibration
+
+router = APIRouter(tags=["calibrations"])
+
+
+@router.get("/calibrations", response_model=list[CalibrationOut], summary="List calibrations")
+def list_calibrations(
+    session: SessionDep,
+    _: ViewerToken,
+    camera_id: IdQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[CalibrationOut]:
+    q = select(Calibration).order_by(Calibration.id)
+    if camera_id is not None:
+        q = q.where(Calibration.camera_id == camera_id)
+    return [
+        CalibrationOut.model_validate(c) for c in session.scalars(q.limit(limit).offset(offset))
+    ]
+
+
+@router.get(
+    "/calibrations/{calibration_id}",
+    response_model=CalibrationDetail,
+    summary="One calibration with its coefficients",
+)
+def get_calibration(
+    calibration_id: IdPath, session: SessionDep, _: ViewerToken
+) -> CalibrationDetail:
+    row = session.get(Calibration, calibration_id)
+    if row is None:
+        raise HTTPException(404, f"no calibration with id {calibration_id}")
+    return CalibrationDetail.model_validate(row)

@@ -1,0 +1,90 @@
+"""Captures: list and inspect; start a scene session on a rig (a capture job; 409 while busy)."""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from sqlalchemy import select
+
+from api.deps import (
+    IdPath,
+    IdQuery,
+    Limit,
+    Offset,
+    OperatorToken,
+    RunnerDep,
+    SessionDep,
+    SettingsDep,
+    ViewerToken,
+)
+from api.routes.jobs import ACCEPTED, submit
+from api.routes.rigs import ensure_rig_free, find_rig
+from api.schemas import CaptureDetail, CaptureOut, ErrorOut, JobAccepted
+from core.jobs import CaptureParams
+from core.models import Capture, CaptureKind, CaptureStatus, JobKind, Scene
+
+router = APIRouter(tags=["captures"])
+_submit_lock = threading.Lock()  # the busy check and the new job row, one request at a time
+
+
+@router.get("/captures", response_model=list[CaptureOut], summary="List captures")
+def list_captures(
+    session: SessionDep,
+    _: ViewerToken,
+    scene: str | None = None,
+    kind: CaptureKind | None = None,
+    capture_status: CaptureStatus | None = None,
+    rig_id: IdQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[CaptureOut]:
+    q = select(Capture).order_by(Capture.id)
+    if scene is not None:
+        q = q.join(Scene, Capture.scene_id == Scene.id).where(Scene.name == scene)
+    if kind is not None:
+        q = q.where(Capture.kind == kind)
+    if capture_status is not None:
+        q = q.where(Capture.status == capture_status)
+    if rig_id is not None:
+        q = q.where(Capture.rig_id == rig_id)
+    return [CaptureOut.model_validate(c) for c in session.scalars(q.limit(limit).offset(offset))]
+
+
+@router.get(
+    "/captures/{capture_id}", response_model=CaptureDetail, summary="One capture and its frames"
+)
+def get_capture(capture_id: IdPath, session: SessionDep, _: ViewerToken) -> CaptureDetail:
+    row = session.get(Capture, capture_id)
+    if row is None:
+        raise HTTPException(404, f"no capture with id {capture_id}")
+    return CaptureDetail.model_validate(row)
+
+
+@router.post(
+    "/captures",
+    summary="Start a scene session on a rig: whiteboard, reference, then the pairs",
+    **{
+        **ACCEPTED,
+        "responses": {
+            **ACCEPTED["responses"],
+            409: {"model": ErrorOut, "description": "The rig is busy."},
+        },
+    },
+)
+def start_capture(
+    body: CaptureParams,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    runner: RunnerDep,
+    token: OperatorToken,
+) -> JobAccepted:
+    """One capture at a time per rig: 409 while a capture is queued or running on it. Progress:
+    the job (``GET /jobs/{id}``)."""
+    find_rig(settings, body.rig)
+    with _submit_lock:
+        ensure_rig_free(session, settings, body.rig)
+        params = body.model_dump(mode="json")
+        return submit(request, response, session, runner, token, JobKind.CAPTURE, params)

@@ -1,0 +1,162 @@
+"""Jobs: list, status and progress, cancel; submit post-processing, reprocessing, export, deblur.
+
+A submission records the job and hands it to the server's runner, then answers ``202`` with a
+``Location`` header and the job's URL. Without a runner (``create_app(start_runner=False)``)
+the job stays ``queued`` until a runner elsewhere takes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from sqlalchemy.orm import Session
+
+from api.deps import (
+    IdPath,
+    IdQuery,
+    Limit,
+    Offset,
+    OperatorToken,
+    RunnerDep,
+    SessionDep,
+    ViewerToken,
+)
+from api.schemas import ErrorOut, JobAccepted, JobOut
+from core import jobs
+from core.jobs import DeblurParams, ExportParams, PostprocessParams, ReprocessParams
+from core.models import ApiToken, JobKind, JobStatus
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["jobs"])
+
+ACCEPTED = {
+    "status_code": status.HTTP_202_ACCEPTED,
+    "response_model": JobAccepted,
+    "responses": {422: {"model": ErrorOut, "description": "Parameters the job cannot run with."}},
+}
+
+
+def submit(
+    request: Request,
+    response: Response,
+    session: Session,
+    runner: Any,
+    token: ApiToken,
+    kind: JobKind,
+    params: dict[str, Any],
+    upload: str | None = None,
+) -> JobAccepted:
+    """Record a job, hand it to the runner, fill ``Location``; the answer of every submission."""
+    settings = request.app.state.settings
+    job = jobs.create_job(
+        session, kind, params, created_by=token.id, max_attempts=settings.job_max_attempts
+    )
+    session.commit()
+    if runner is not None:
+        try:
+            runner.submit(job.id)
+        except Exception:  # the job is recorded; a runner restart picks it up
+            log.exception("job %s recorded but not handed to the runner", job.id)
+    url = str(request.url_for("get_job", job_id=job.id))
+    response.headers["Location"] = url
+    return JobAccepted(id=job.id, kind=job.kind, status=job.status, url=url, upload=upload)
+
+
+@router.get("/jobs", response_model=list[JobOut], summary="List jobs, newest first")
+def list_jobs(
+    session: SessionDep,
+    _: ViewerToken,
+    status: JobStatus | None = None,
+    kind: JobKind | None = None,
+    parent_id: IdQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[JobOut]:
+    rows = jobs.list_jobs(
+        session, status=status, kind=kind, parent_id=parent_id, limit=limit, offset=offset
+    )
+    return [JobOut.model_validate(j) for j in rows]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's status, progress and result")
+def get_job(job_id: IdPath, session: SessionDep, _: ViewerToken) -> JobOut:
+    return JobOut.model_validate(jobs.get_job(session, job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Ask a job to stop (409 when it has already finished)",
+    responses={409: {"model": ErrorOut}},
+)
+def cancel_job(job_id: IdPath, session: SessionDep, runner: RunnerDep, _: OperatorToken) -> JobOut:
+    job = jobs.request_cancel(session, job_id)
+    session.commit()
+    if runner is not None:
+        runner.cancel(job_id)
+    session.refresh(job)
+    return JobOut.model_validate(job)
+
+
+@router.post("/jobs/postprocess", summary="Process one scene", **ACCEPTED)
+def submit_postprocess(
+    body: PostprocessParams,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    runner: RunnerDep,
+    token: OperatorToken,
+) -> JobAccepted:
+    return submit(
+        request, response, session, runner, token, JobKind.POSTPROCESS, body.model_dump(mode="json")
+    )
+
+
+@router.post(
+    "/jobs/reprocess", summary="Reprocess every scene (or some) with new parameters", **ACCEPTED
+)
+def submit_reprocess(
+    body: ReprocessParams,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    runner: RunnerDep,
+    token: OperatorToken,
+) -> JobAccepted:
+    return submit(
+        request, response, session, runner, token, JobKind.REPROCESS, body.model_dump(mode="json")
+    )
+
+
+@router.post("/jobs/export", summary="Export processed scenes in the ReLoBlur layout", **ACCEPTED)
+def submit_export(
+    body: ExportParams,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    runner: RunnerDep,
+    token: OperatorToken,
+) -> JobAccepted:
+    return submit(
+        request, response, session, runner, token, JobKind.EXPORT, body.model_dump(mode="json")
+    )
+
+
+@router.post(
+    "/jobs/deblur",
+    summary="Deblur images in the data store or products by id (upload: POST /deblur/uploads)",
+    **ACCEPTED,
+)
+def submit_deblur(
+    body: DeblurParams,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    runner: RunnerDep,
+    token: OperatorToken,
+) -> JobAccepted:
+    return submit(
+        request, response, session, runner, token, JobKind.DEBLUR, body.model_dump(mode="json")
+    )

@@ -1,0 +1,403 @@
+"""Job records: what background work was asked for, its state, progress and outcome.
+
+Pure SQLAlchemy; the execution (Dask distributed) lives in :mod:`api.jobrunner`. A job moves
+``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``; a running job whose
+worker died goes back to ``queued`` (:func:`requeue_orphans`) while attempts remain.
+
+Transactions. :func:`create_job`, :func:`get_job`, :func:`list_jobs` and :func:`request_cancel`
+work in the caller's session (the caller commits). The functions that take an ``engine``
+(:func:`claim`, :func:`report_progress`, :func:`finish_job`, :func:`fail_job`,
+:func:`cancel_finished`, :func:`requeue_orphans`) are called by workers and run their own short
+transaction, each a single conditional ``UPDATE`` so that they are safe under concurrency on
+PostgreSQL (row locks) and SQLite (one writer at a time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from core.models import Job, JobKind, JobStatus, utcnow
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+"""States of a job that has not ended."""
+
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+"""States a job never leaves."""
+
+MAX_MESSAGE_CHARS = 2000
+"""Longest progress message or error kept in the table (longer ones are cut)."""
+
+
+class JobError(ValueError):
+    """Base of the job records' named errors."""
+
+
+class JobNotFoundError(JobError):
+    """No job with that id."""
+
+
+class JobStateError(JobError):
+    """The job's state does not allow the operation (e.g. cancelling a finished job)."""
+
+
+class JobParamsError(JobError):
+    """The parameters do not fit the job's kind; the message names the field and why."""
+
+
+class JobCancelled(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a running job (by :func:`report_progress`) when a cancel was requested."""
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _relative(value: str, field: str) -> str:
+    """A POSIX path relative to the data directory: not absolute, no ``..``, not empty."""
+    p = PurePosixPath(value)
+    if not value or p.is_absolute() or ".." in p.parts or "\\" in value:
+        raise ValueError(f"{field} must be a path relative to the data directory without '..', "
+                         f"got {value!r}")
+    return value
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _pipeline_params(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Validate pipeline parameters the way ``reloblur process --params`` does (via
+    :class:`postprocess.params.PipelineParams`); returns them with every default filled in."""
+    if data is None:
+        return None
+    from postprocess.params import PipelineParams  # lazy: core is below postprocess
+
+    try:
+        return PipelineParams.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"pipeline parameters: {where}: {first['msg']}") from None
+
+
+class PostprocessParams(_Params):
+    """One scene through the pipeline; ``params`` as in ``configs/pipeline.yaml`` (default:
+    the built-in parameters)."""
+
+    scene: str = Field(min_length=1, max_length=128)
+    params: dict[str, Any] | None = None
+
+    @field_validator("params")
+    @classmethod
+    def _check_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _pipeline_params(value)
+
+
+class ReprocessParams(_Params):
+    """Every scene (or ``scenes``) through the pipeline with ``params``; one child job each."""
+
+    params: dict[str, Any] | None = None
+    scenes: list[str] | None = None
+
+    @field_validator("params")
+    @classmethod
+    def _check_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _pipeline_params(value)
+
+    @field_validator("scenes")
+    @classmethod
+    def _non_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("give at least one scene, or leave scenes out for every scene")
+        return value
+
+
+class ExportParams(_Params):
+    """The ReLoBlur layout under ``data_dir/out``; ``test_scenes`` form the test split."""
+
+    out: str
+    test_scenes: list[str]
+    scenes: list[str] | None = None
+    overwrite: bool = False
+
+    @field_validator("out")
+    @classmethod
+    def _out_relative(cls, value: str) -> str:
+        return _relative(value, "out")
+
+
+class DeblurParams(_Params):
+    """LBAG inference on image files (``inputs``, relative to the data directory) and/or
+    products (``product_ids``); ``checkpoint`` relative to the data directory (default: the
+    settings' checkpoint); ``out`` relative to the data directory (default
+    ``deblur/job-<id>``); ``tile`` in pixels (multiple of 4) bounds memory."""
+
+    inputs: list[str] = Field(default_factory=list)
+    product_ids: list[int] | None = None
+    checkpoint: str | None = None
+    out: str | None = None
+    tile: int | None = Field(None, ge=16)
+    dtype: Literal["fp32", "bf16"] = "fp32"
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs_relative(cls, value: list[str]) -> list[str]:
+        return [_relative(v, "inputs") for v in value]
+
+    @field_validator("checkpoint", "out")
+    @classmethod
+    def _path_relative(cls, value: str | None, info) -> str | None:
+        return None if value is None else _relative(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _something(self) -> DeblurParams:
+        if not self.inputs and not self.product_ids:
+            raise ValueError("give inputs (image paths) or product_ids: there is nothing to deblur")
+        return self
+
+
+class CaptureParams(_Params):
+    """A scene session on the rig ``rig`` (``<settings.rigs_dir>/<rig>.yaml``): whiteboard,
+    reference and ``pairs`` pairs; ``sharp_blur`` is the blur tolerated in S (px, default 6)."""
+
+    rig: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
+    scene: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
+    pairs: int = Field(ge=1, le=200)
+    sharp_blur: float | None = Field(None, gt=0)
+    resume: bool = False
+
+
+JOB_PARAMS: dict[JobKind, type[BaseModel]] = {
+    JobKind.CAPTURE: CaptureParams,
+    JobKind.POSTPROCESS: PostprocessParams,
+    JobKind.REPROCESS: ReprocessParams,
+    JobKind.EXPORT: ExportParams,
+    JobKind.DEBLUR: DeblurParams,
+}
+
+
+def validate_params(kind: JobKind | str, params: dict[str, Any] | None) -> tuple[JobKind, BaseModel]:
+    """The kind and its validated parameter model; JobParamsError names the bad field."""
+    try:
+        kind = JobKind(kind)
+    except ValueError:
+        raise JobParamsError(f"kind: unknown job kind {kind!r}; one of "
+                             f"{', '.join(k.value for k in JobKind)}") from None
+    if params is not None and not isinstance(params, dict):
+        raise JobParamsError(f"params: expected an object, got {type(params).__name__}")
+    try:
+        return kind, JOB_PARAMS[kind].model_validate(params or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "params"
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            msg = f"unknown field for a {kind.value} job"
+        raise JobParamsError(f"{where}: {msg}") from None
+
+
+# --------------------------------------------------------------------------- records
+
+
+def create_job(session: Session, kind: JobKind | str, params: dict[str, Any] | None, *,
+               created_by: int | None = None, parent_id: int | None = None,
+               max_attempts: int | None = None) -> Job:
+    """A queued job with validated params (JobParamsError otherwise); flushed, not committed.
+
+    ``max_attempts`` defaults to the settings' ``job_max_attempts``; a capture job's rig must
+    exist as ``<settings.rigs_dir>/<rig>.yaml``.
+    """
+    from core.settings import get_settings
+
+    kind, model = validate_params(kind, params)
+    settings = get_settings()
+    if isinstance(model, CaptureParams) and not (settings.rigs_dir / f"{model.rig}.yaml").is_file():
+        raise JobParamsError(f"rig: no rig file {model.rig}.yaml in {settings.rigs_dir}")
+    if max_attempts is not None and max_attempts < 1:
+        raise JobParamsError(f"max_attempts must be at least 1, got {max_attempts}")
+    job = Job(kind=kind, params=model.model_dump(mode="json"), status=JobStatus.QUEUED,
+              progress=0.0, attempts=0, cancel_requested=False, created_by=created_by,
+              parent_id=parent_id, max_attempts=max_attempts or settings.job_max_attempts)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    """The job of that id, or JobNotFoundError."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise JobNotFoundError(f"no job with id {job_id}")
+    return job
+
+
+def list_jobs(session: Session, *, status: JobStatus | str | None = None,
+              kind: JobKind | str | None = None, parent_id: int | None = None,
+              limit: int = 100, offset: int = 0) -> list[Job]:
+    """Jobs, newest first, optionally of one status, kind or parent."""
+    query = select(Job)
+    if status is not None:
+        query = query.where(Job.status == JobStatus(status))
+    if kind is not None:
+        query = query.where(Job.kind == JobKind(kind))
+    if parent_id is not None:
+        query = query.where(Job.parent_id == parent_id)
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(query).all())
+
+
+def request_cancel(session: Session, job_id: int) -> Job:
+    """Cancel a job: a queued one at once; a running one at its next progress report
+    (``cancel_requested``). JobStateError for a job that has ended."""
+    job = get_job(session, job_id)
+    now = utcnow()
+    if job.status == JobStatus.QUEUED:
+        job.status, job.finished_at, job.cancel_requested = JobStatus.CANCELLED, now, True
+        job.message = "cancelled before it started"
+    elif job.status == JobStatus.RUNNING:
+        job.cancel_requested = True
+    else:
+        raise JobStateError(f"job {job_id} has already ended ({job.status.value}); "
+                            "only queued or running jobs can be cancelled")
+    job.updated_at = now
+    session.flush()
+    return job
+
+
+# --------------------------------------------------------------------------- workers' side
+
+
+def _load(engine: Engine, job_id: int) -> Job:
+    with Session(engine, expire_on_commit=False) as session:
+        return get_job(session, job_id)
+
+
+def _update(engine: Engine, job_id: int, where: list[Any], **values: Any) -> bool:
+    """One conditional UPDATE in its own transaction; True when the row matched."""
+    values.setdefault("updated_at", utcnow())
+    with engine.begin() as conn:
+        result = conn.execute(update(Job).where(Job.id == job_id, *where).values(**values))
+    return result.rowcount == 1
+
+
+def _cut(text: str | None) -> str | None:
+    return text if text is None or len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def claim(engine: Engine, job_id: int, worker: str, *,
+          live_workers: Collection[str] | None = None) -> Job | None:
+    """Start an attempt of the job on ``worker``: running, ``attempts`` + 1, ``started_at``.
+
+    A queued job is claimed with one ``UPDATE … WHERE status = 'queued'``, so of two
+    concurrent claims exactly one wins. A job still marked running is taken over only when
+    ``live_workers`` is given and its worker is not among them (the worker died before
+    :func:`requeue_orphans` saw it); the takeover is a compare-and-set on (worker, attempts).
+    Returns None (and runs nothing) when the job has ended, is running on a live worker, had a
+    cancel requested (it is marked cancelled), or already used ``max_attempts`` (it is marked
+    failed, error "gave up after N attempts"). JobNotFoundError for an unknown id.
+    """
+    now = utcnow()
+    start = {"status": JobStatus.RUNNING, "attempts": Job.attempts + 1, "started_at": now,
+             "worker": worker, "error": None, "finished_at": None}
+    fresh = [Job.attempts < Job.max_attempts, Job.cancel_requested.is_(False)]
+    if _update(engine, job_id, [Job.status == JobStatus.QUEUED, *fresh], **start):
+        return _load(engine, job_id)
+    job = _load(engine, job_id)
+    if job.status not in ACTIVE:
+        return None
+    if job.cancel_requested:
+        cancel_finished(engine, job_id)
+        return None
+    if job.attempts >= job.max_attempts:
+        _update(engine, job_id, [Job.status.in_(ACTIVE)], status=JobStatus.FAILED,
+                finished_at=now, error=f"gave up after {job.attempts} attempts")
+        return None
+    if job.status == JobStatus.RUNNING and live_workers is not None and job.worker not in live_workers:
+        held = [Job.status == JobStatus.RUNNING, Job.attempts == job.attempts, *fresh,
+                Job.worker.is_(None) if job.worker is None else Job.worker == job.worker]
+        if _update(engine, job_id, held, **start):
+            return _load(engine, job_id)
+    return None
+
+
+def report_progress(engine: Engine, job_id: int, fraction: float, message: str | None = None) -> None:
+    """Record progress (``fraction`` clamped to [0, 1]) and ``message`` of a running job.
+
+    Raises JobCancelled when a cancel was requested; the caller stops and calls
+    :func:`cancel_finished`.
+    """
+    fraction = min(1.0, max(0.0, float(fraction)))
+    if fraction != fraction:  # NaN
+        fraction = 0.0
+    values: dict[str, Any] = {"progress": fraction}
+    if message is not None:
+        values["message"] = _cut(message)
+    _update(engine, job_id, [Job.status == JobStatus.RUNNING], **values)
+    with engine.connect() as conn:
+        row = conn.execute(select(Job.cancel_requested, Job.status).where(Job.id == job_id)).first()
+    if row is None:
+        raise JobNotFoundError(f"no job with id {job_id}")
+    if row.cancel_requested or row.status == JobStatus.CANCELLED:
+        raise JobCancelled(f"job {job_id}: cancel requested")
+
+
+def finish_job(engine: Engine, job_id: int, result: dict[str, Any]) -> None:
+    """Mark a running job succeeded with ``result`` (JSON), progress 1."""
+    now = utcnow()
+    if not _update(engine, job_id, [Job.status.in_(ACTIVE)], status=JobStatus.SUCCEEDED,
+                   result=result, progress=1.0, finished_at=now, error=None,
+                   message="done"):
+        job = _load(engine, job_id)
+        raise JobStateError(f"job {job_id} cannot succeed: it has already ended ({job.status.value})")
+
+
+def fail_job(engine: Engine, job_id: int, error: str, retryable: bool) -> JobStatus:
+    """Record a failed attempt: back to queued when ``retryable`` and attempts remain,
+    else failed. Returns the job's new status (unchanged for a job that had ended)."""
+    now = utcnow()
+    error = _cut(error) or "unknown error"
+    if retryable and _update(engine, job_id, [Job.status.in_(ACTIVE), Job.attempts < Job.max_attempts,
+                                              Job.cancel_requested.is_(False)],
+                             status=JobStatus.QUEUED, error=error, worker=None,
+                             message=f"retrying after: {error}"[:MAX_MESSAGE_CHARS]):
+        return JobStatus.QUEUED
+    _update(engine, job_id, [Job.status.in_(ACTIVE)], status=JobStatus.FAILED, error=error,
+            finished_at=now)
+    return _load(engine, job_id).status
+
+
+def cancel_finished(engine: Engine, job_id: int) -> None:
+    """Mark a job cancelled (its run stopped after a cancel request)."""
+    _update(engine, job_id, [Job.status.in_(ACTIVE)], status=JobStatus.CANCELLED,
+            finished_at=utcnow(), cancel_requested=True, message="cancelled")
+
+
+def requeue_orphans(engine: Engine, live_workers: Collection[str], *,
+                    among: Collection[str] | None = None) -> list[int]:
+    """Running jobs whose worker is not in ``live_workers`` → queued; returns their ids.
+
+    ``among`` restricts this to jobs whose worker is in it (the workers known to be lost),
+    so that jobs running on another cluster that shares the database are left alone.
+    A job with a cancel request is marked cancelled instead.
+    """
+    query = select(Job.id, Job.worker, Job.cancel_requested).where(Job.status == JobStatus.RUNNING)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    requeued = []
+    for job_id, worker, cancel in rows:
+        if worker in live_workers or (among is not None and worker not in among):
+            continue
+        held = [Job.status == JobStatus.RUNNING,
+                Job.worker.is_(None) if worker is None else Job.worker == worker]
+        if cancel:
+            _update(engine, job_id, held, status=JobStatus.CANCELLED, finished_at=utcnow(),
+                    message="cancelled (its worker died)")
+        elif _update(engine, job_id, held, status=JobStatus.QUEUED, worker=None,
+                     message=f"worker {worker} lost; waiting for a retry"[:MAX_MESSAGE_CHARS]):
+            requeued.append(job_id)
+    return requeued
