@@ -135,12 +135,9 @@ def _status_for(exc: Exception) -> int:
         (CaptureError, 409),
         (InferenceError, 422),
     ]
-    try:
-        from core.jobs import JobNotFoundError, JobParamsError, JobStateError
+    from core.jobs import JobNotFoundError, JobParamsError, JobStateError
 
-        table[:0] = [(JobNotFoundError, 404), (JobStateError, 409), (JobParamsError, 422)]
-    except ImportError:  # pragma: no cover - core.jobs is written alongside
-        pass
+    table[:0] = [(JobNotFoundError, 404), (JobStateError, 409), (JobParamsError, 422)]
     for cls, status in table:
         if isinstance(exc, cls):
             return status

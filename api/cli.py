@@ -39,6 +39,7 @@ def _register_subcommands() -> None:
         cli_acquisition,
         cli_db,
         cli_deblur,
+        cli_demo,
         cli_import,
         cli_postprocess,
         cli_serve,

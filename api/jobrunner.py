@@ -57,17 +57,20 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from core.db import make_engine
-from core.jobs import (
-    FINISHED,
+from api.jobparams import (
     CaptureParams,
     DeblurParams,
     ExportParams,
+    PostprocessParams,
+    ReprocessParams,
+    validate_params,
+)
+from core.db import make_engine
+from core.jobs import (
+    FINISHED,
     JobCancelled,
     JobNotFoundError,
     JobStateError,
-    PostprocessParams,
-    ReprocessParams,
     cancel_finished,
     claim,
     create_job,
@@ -316,7 +319,9 @@ def _reprocess(ctx: JobContext) -> dict[str, Any]:
             existing.setdefault(child.params.get("scene"), child.id)
         for scene in scenes:
             if scene not in existing:
-                existing[scene] = create_job(session, JobKind.POSTPROCESS, {"scene": scene, "params": p.params},
+                kind, child = validate_params(JobKind.POSTPROCESS, {"scene": scene, "params": p.params},
+                                              ctx.settings)
+                existing[scene] = create_job(session, kind, child.model_dump(mode="json"),
                                              created_by=ctx.job.created_by, parent_id=ctx.job.id,
                                              max_attempts=ctx.job.max_attempts).id
         session.commit()
@@ -407,8 +412,12 @@ def _export(ctx: JobContext) -> dict[str, Any]:
 
 
 def _deblur(ctx: JobContext) -> dict[str, Any]:
+    import shutil
+
+    from api.uploads import develop_dng, is_dng
+    from core.filestore import write_png
     from core.models import Product
-    from deblur.infer import deblur_paths
+    from deblur.infer import ImageInputError, deblur_paths
 
     p = DeblurParams.model_validate(ctx.job.params)
     checkpoint = ctx.data_dir / p.checkpoint if p.checkpoint else ctx.settings.checkpoint
@@ -425,7 +434,27 @@ def _deblur(ctx: JobContext) -> dict[str, Any]:
         inputs += [ctx.data_dir / found[i] for i in p.product_ids]
     out = ctx.data_dir / (p.out or f"deblur/job-{ctx.job.id}")
     ctx.progress(0.05, f"deblurring {len(inputs)} input(s) into {ctx.rel(out)}")
-    rows = deblur_paths(inputs, checkpoint, out, ctx.settings.device, p.dtype, p.tile, progress=False)
+    # The model reads PNG/TIFF: a DNG is developed first (the preview's plain ISP) into a
+    # temporary 16-bit PNG inside the output folder, removed afterwards.
+    develop = out / f".develop-job-{ctx.job.id}"
+    originals: dict[Path, Path] = {}
+    try:
+        for i, src in enumerate(inputs):
+            if src.is_file() and is_dng(src):
+                developed = develop / f"{src.stem}.png"
+                try:
+                    write_png(developed, develop_dng(src), bits=16)
+                except ValueError as exc:
+                    raise ImageInputError(f"{src}: {exc}") from None
+                originals[developed] = src
+                inputs[i] = developed
+        rows = deblur_paths(inputs, checkpoint, out, ctx.settings.device, p.dtype, p.tile, progress=False)
+    finally:
+        shutil.rmtree(develop, ignore_errors=True)
+    for r in rows:
+        if Path(r["input"]) in originals:
+            r["input"] = originals[Path(r["input"])]
+            r["developed"] = "dng: plain ISP (AsShotNeutral white balance, ColorMatrix1, Menon demosaic)"
     images = [{**r, **{k: ctx.rel(r[k]) for k in ("input", "deblurred", "mask", "mask_bin")}} for r in rows]
     return {"out": ctx.rel(out), "images": images}
 

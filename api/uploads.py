@@ -189,7 +189,10 @@ def check_upload(source: BinaryIO, scratch_dir: Path) -> DecodedImage:
 
 def to_rgb01(image: DecodedImage) -> np.ndarray:
     """The image as ``H×W×3`` float32 in [0, 1]; a DNG through a plain ISP (white balance from
-    AsShotNeutral, ColorMatrix1 when present, Menon demosaic)."""
+    AsShotNeutral, ColorMatrix1 when present, Menon demosaic), sRGB-encoded.
+
+    The one place where the API develops a DNG: the synchronous preview and the deblur job
+    (:func:`develop_dng`) both come here; the ISP itself is :mod:`postprocess.isp`'s."""
     if image.fmt != "dng":
         from deblur.infer import prepare_image
 
@@ -204,3 +207,22 @@ def to_rgb01(image: DecodedImage) -> np.ndarray:
         ccm = camera_to_srgb_matrix(np.asarray(meta.color_matrix_1, dtype=np.float64))
     linear = run_isp(image.pixels, meta, None, gains, ccm)
     return np.clip(srgb_encode(np.clip(linear, 0.0, 1.0)), 0.0, 1.0).astype(np.float32)
+
+
+def is_dng(path: Path) -> bool:
+    """Whether the file at ``path`` is a DNG (by content: TIFF magic and the DNGVersion tag)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] not in TIFF_MAGICS:
+        return False
+    try:
+        return sniff_format(head, path) == "dng"
+    except UploadError:
+        return False
+
+
+def develop_dng(path: Path) -> np.ndarray:
+    """A DNG file developed for the deblurring model: ``H×W×3`` float32 sRGB in [0, 1] (the
+    same plain ISP as the preview, :func:`to_rgb01`); CorruptImageError when it does not
+    decode."""
+    return to_rgb01(decode(Path(path), "dng"))

@@ -1,6 +1,8 @@
 """Job records: what background work was asked for, its state, progress and outcome.
 
-Pure SQLAlchemy; the execution (Dask distributed) lives in :mod:`api.jobrunner`. A job moves
+Pure SQLAlchemy; the execution (Dask distributed) lives in :mod:`api.jobrunner` and what each
+kind takes (its parameter model) in :mod:`api.jobparams`: the records store parameters their
+caller has validated, so that core imports nothing of the layers above it. A job moves
 ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``; a running job whose
 worker died goes back to ``queued`` (:func:`requeue_orphans`) while attempts remain.
 
@@ -15,10 +17,8 @@ PostgreSQL (row locks) and SQLite (one writer at a time).
 from __future__ import annotations
 
 from collections.abc import Collection
-from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
@@ -47,182 +47,41 @@ class JobStateError(JobError):
 
 
 class JobParamsError(JobError):
-    """The parameters do not fit the job's kind; the message names the field and why."""
+    """The parameters do not fit the job's kind; the message names the field and why.
+
+    Raised by :func:`create_job` (unknown kind, params not an object, bad ``max_attempts``) and
+    by the per-kind validation in :mod:`api.jobparams`."""
 
 
 class JobCancelled(Exception):  # noqa: N818 - a signal, not an error
     """Raised inside a running job (by :func:`report_progress`) when a cancel was requested."""
 
 
-# --------------------------------------------------------------------------- parameters
+# --------------------------------------------------------------------------- records
 
 
-def _relative(value: str, field: str) -> str:
-    """A POSIX path relative to the data directory: not absolute, no ``..``, not empty."""
-    p = PurePosixPath(value)
-    if not value or p.is_absolute() or ".." in p.parts or "\\" in value:
-        raise ValueError(f"{field} must be a path relative to the data directory without '..', "
-                         f"got {value!r}")
-    return value
+def create_job(session: Session, kind: JobKind | str, params: dict[str, Any], *,
+               created_by: int | None = None, parent_id: int | None = None,
+               max_attempts: int) -> Job:
+    """A queued job with ``params`` as given; flushed, not committed.
 
-
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _pipeline_params(data: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Validate pipeline parameters the way ``reloblur process --params`` does (via
-    :class:`postprocess.params.PipelineParams`); returns them with every default filled in."""
-    if data is None:
-        return None
-    from postprocess.params import PipelineParams  # lazy: core is below postprocess
-
-    try:
-        return PipelineParams.model_validate(data).model_dump(mode="json")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"pipeline parameters: {where}: {first['msg']}") from None
-
-
-class PostprocessParams(_Params):
-    """One scene through the pipeline; ``params`` as in ``configs/pipeline.yaml`` (default:
-    the built-in parameters)."""
-
-    scene: str = Field(min_length=1, max_length=128)
-    params: dict[str, Any] | None = None
-
-    @field_validator("params")
-    @classmethod
-    def _check_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return _pipeline_params(value)
-
-
-class ReprocessParams(_Params):
-    """Every scene (or ``scenes``) through the pipeline with ``params``; one child job each."""
-
-    params: dict[str, Any] | None = None
-    scenes: list[str] | None = None
-
-    @field_validator("params")
-    @classmethod
-    def _check_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return _pipeline_params(value)
-
-    @field_validator("scenes")
-    @classmethod
-    def _non_empty(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
-            raise ValueError("give at least one scene, or leave scenes out for every scene")
-        return value
-
-
-class ExportParams(_Params):
-    """The ReLoBlur layout under ``data_dir/out``; ``test_scenes`` form the test split."""
-
-    out: str
-    test_scenes: list[str]
-    scenes: list[str] | None = None
-    overwrite: bool = False
-
-    @field_validator("out")
-    @classmethod
-    def _out_relative(cls, value: str) -> str:
-        return _relative(value, "out")
-
-
-class DeblurParams(_Params):
-    """LBAG inference on image files (``inputs``, relative to the data directory) and/or
-    products (``product_ids``); ``checkpoint`` relative to the data directory (default: the
-    settings' checkpoint); ``out`` relative to the data directory (default
-    ``deblur/job-<id>``); ``tile`` in pixels (multiple of 4) bounds memory."""
-
-    inputs: list[str] = Field(default_factory=list)
-    product_ids: list[int] | None = None
-    checkpoint: str | None = None
-    out: str | None = None
-    tile: int | None = Field(None, ge=16)
-    dtype: Literal["fp32", "bf16"] = "fp32"
-
-    @field_validator("inputs")
-    @classmethod
-    def _inputs_relative(cls, value: list[str]) -> list[str]:
-        return [_relative(v, "inputs") for v in value]
-
-    @field_validator("checkpoint", "out")
-    @classmethod
-    def _path_relative(cls, value: str | None, info) -> str | None:
-        return None if value is None else _relative(value, info.field_name)
-
-    @model_validator(mode="after")
-    def _something(self) -> DeblurParams:
-        if not self.inputs and not self.product_ids:
-            raise ValueError("give inputs (image paths) or product_ids: there is nothing to deblur")
-        return self
-
-
-class CaptureParams(_Params):
-    """A scene session on the rig ``rig`` (``<settings.rigs_dir>/<rig>.yaml``): whiteboard,
-    reference and ``pairs`` pairs; ``sharp_blur`` is the blur tolerated in S (px, default 6)."""
-
-    rig: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
-    scene: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
-    pairs: int = Field(ge=1, le=200)
-    sharp_blur: float | None = Field(None, gt=0)
-    resume: bool = False
-
-
-JOB_PARAMS: dict[JobKind, type[BaseModel]] = {
-    JobKind.CAPTURE: CaptureParams,
-    JobKind.POSTPROCESS: PostprocessParams,
-    JobKind.REPROCESS: ReprocessParams,
-    JobKind.EXPORT: ExportParams,
-    JobKind.DEBLUR: DeblurParams,
-}
-
-
-def validate_params(kind: JobKind | str, params: dict[str, Any] | None) -> tuple[JobKind, BaseModel]:
-    """The kind and its validated parameter model; JobParamsError names the bad field."""
+    The caller validates ``params`` for the kind first (the API: :mod:`api.jobparams`, which
+    knows the pipeline's parameters and the rig files); here only the record's shape is
+    checked: JobParamsError for an unknown kind, params that are not an object, or
+    ``max_attempts`` below 1.
+    """
     try:
         kind = JobKind(kind)
     except ValueError:
         raise JobParamsError(f"kind: unknown job kind {kind!r}; one of "
                              f"{', '.join(k.value for k in JobKind)}") from None
-    if params is not None and not isinstance(params, dict):
+    if not isinstance(params, dict):
         raise JobParamsError(f"params: expected an object, got {type(params).__name__}")
-    try:
-        return kind, JOB_PARAMS[kind].model_validate(params or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "params"
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            msg = f"unknown field for a {kind.value} job"
-        raise JobParamsError(f"{where}: {msg}") from None
-
-
-# --------------------------------------------------------------------------- records
-
-
-def create_job(session: Session, kind: JobKind | str, params: dict[str, Any] | None, *,
-               created_by: int | None = None, parent_id: int | None = None,
-               max_attempts: int | None = None) -> Job:
-    """A queued job with validated params (JobParamsError otherwise); flushed, not committed.
-
-    ``max_attempts`` defaults to the settings' ``job_max_attempts``; a capture job's rig must
-    exist as ``<settings.rigs_dir>/<rig>.yaml``.
-    """
-    from core.settings import get_settings
-
-    kind, model = validate_params(kind, params)
-    settings = get_settings()
-    if isinstance(model, CaptureParams) and not (settings.rigs_dir / f"{model.rig}.yaml").is_file():
-        raise JobParamsError(f"rig: no rig file {model.rig}.yaml in {settings.rigs_dir}")
-    if max_attempts is not None and max_attempts < 1:
-        raise JobParamsError(f"max_attempts must be at least 1, got {max_attempts}")
-    job = Job(kind=kind, params=model.model_dump(mode="json"), status=JobStatus.QUEUED,
-              progress=0.0, attempts=0, cancel_requested=False, created_by=created_by,
-              parent_id=parent_id, max_attempts=max_attempts or settings.job_max_attempts)
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise JobParamsError(f"max_attempts must be an integer of at least 1, got {max_attempts!r}")
+    job = Job(kind=kind, params=params, status=JobStatus.QUEUED, progress=0.0, attempts=0,
+              cancel_requested=False, created_by=created_by, parent_id=parent_id,
+              max_attempts=max_attempts)
     session.add(job)
     session.flush()
     return job

@@ -7,6 +7,7 @@ import threading
 from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy import select
 
+from acquisition.rig import load_rig_config
 from api.deps import (
     IdPath,
     IdQuery,
@@ -18,10 +19,10 @@ from api.deps import (
     SettingsDep,
     ViewerToken,
 )
+from api.jobparams import CaptureParams, JobParamsError, validate_params
 from api.routes.jobs import ACCEPTED, submit
-from api.routes.rigs import ensure_rig_free, find_rig
+from api.routes.rigs import ensure_rig_free
 from api.schemas import CaptureDetail, CaptureOut, ErrorOut, JobAccepted
-from core.jobs import CaptureParams
 from core.models import Capture, CaptureKind, CaptureStatus, JobKind, Scene
 
 router = APIRouter(tags=["captures"])
@@ -81,10 +82,17 @@ def start_capture(
     runner: RunnerDep,
     token: OperatorToken,
 ) -> JobAccepted:
-    """One capture at a time per rig: 409 while a capture is queued or running on it. Progress:
-    the job (``GET /jobs/{id}``)."""
-    find_rig(settings, body.rig)
+    """The rig is ``<rigs_dir>/<rig>.yaml`` (422 when there is no such file), and that file must
+    describe the rig ``rig``. One capture at a time per rig: 409 while a capture is queued or
+    running on it. Progress: the job (``GET /jobs/{id}``)."""
+    params = body.model_dump(mode="json")
+    validate_params(JobKind.CAPTURE, params, settings)  # the rig file, in the app's rigs_dir
+    cfg = load_rig_config(settings.rigs_dir / f"{body.rig}.yaml")  # RigConfigError: 422
+    if cfg.name != body.rig:
+        raise JobParamsError(
+            f"rig: {body.rig}.yaml in {settings.rigs_dir} describes rig {cfg.name!r}, not "
+            f"{body.rig!r}: a rig file must be named after its rig (name: {body.rig})"
+        )
     with _submit_lock:
         ensure_rig_free(session, settings, body.rig)
-        params = body.model_dump(mode="json")
         return submit(request, response, session, runner, token, JobKind.CAPTURE, params)

@@ -22,10 +22,17 @@ from api.deps import (
     RunnerDep,
     SessionDep,
     ViewerToken,
+    get_settings_dep,
+)
+from api.jobparams import (
+    DeblurParams,
+    ExportParams,
+    PostprocessParams,
+    ReprocessParams,
+    validate_params,
 )
 from api.schemas import ErrorOut, JobAccepted, JobOut
 from core import jobs
-from core.jobs import DeblurParams, ExportParams, PostprocessParams, ReprocessParams
 from core.models import ApiToken, JobKind, JobStatus
 
 log = logging.getLogger(__name__)
@@ -48,10 +55,16 @@ def submit(
     params: dict[str, Any],
     upload: str | None = None,
 ) -> JobAccepted:
-    """Record a job, hand it to the runner, fill ``Location``; the answer of every submission."""
-    settings = request.app.state.settings
+    """Validate ``params`` with the app's settings, record the job, hand it to the runner, fill
+    ``Location``; the answer of every submission (422 naming the field for bad params)."""
+    settings = get_settings_dep(request)
+    kind, model = validate_params(kind, params, settings)
     job = jobs.create_job(
-        session, kind, params, created_by=token.id, max_attempts=settings.job_max_attempts
+        session,
+        kind,
+        model.model_dump(mode="json"),
+        created_by=token.id,
+        max_attempts=settings.job_max_attempts,
     )
     session.commit()
     if runner is not None:

@@ -154,10 +154,8 @@ def test_capture_is_one_at_a_time_per_rig(live):
         assert c.get("/api/v1/rigs/twin/identity").status_code == 200  # no lock is held
         c.post(f"/api/v1/jobs/{r.json()['id']}/cancel")
         assert c.get("/api/v1/rigs/twin").json()["busy"] is False
-        assert (
-            c.post("/api/v1/captures", json={"rig": "nope", "scene": "s", "pairs": 1}).status_code
-            == 404
-        )
+        r = c.post("/api/v1/captures", json={"rig": "nope", "scene": "s", "pairs": 1})
+        assert r.status_code == 422 and "no rig file nope.yaml" in r.json()["detail"]
 
 
 def test_capture_lock_held_elsewhere_gives_409(live):
@@ -290,3 +288,91 @@ def test_uploaded_image_is_deblurred_by_the_runner(tmp_path, start_server):
             assert cv2.imdecode(
                 np.frombuffer(img.content, np.uint8), cv2.IMREAD_UNCHANGED
             ).shape == (40, 40, 3)
+
+
+def dng(h: int = 40, w: int = 40, seed: int = 0) -> bytes:
+    """A small 12-bit RGGB DNG (core.dng), as the rig writes them."""
+    from core.dng import RawMetadata, encode_dng
+
+    meta = RawMetadata(
+        cfa_pattern="RGGB",
+        bits=12,
+        black_level=64,
+        as_shot_neutral=(0.5, 1.0, 0.7),
+        camera_make="ReLoBlur",
+        camera_model="Twin",
+        camera_serial="1",
+        exposure_time_s=0.01,
+    )
+    cfa = np.random.default_rng(seed).integers(200, 3500, (h, w), dtype=np.uint16)
+    return encode_dng(cfa, meta)
+
+
+def test_uploaded_dng_is_developed_and_deblurred_by_the_runner(tmp_path, start_server):
+    """A DNG upload: the job develops it (the preview's plain ISP) before inference, leaves no
+    temporary file, and the deblurred PNG downloads."""
+    from api.jobrunner import JobRunner
+    from api.uploads import develop_dng
+    from core import migrate
+    from core.settings import Settings
+    from deblur.infer import random_init_checkpoint
+
+    ckpt = random_init_checkpoint("lbag", tmp_path / "lbag.pt", seed=0, num_res=1)
+    url = f"sqlite:///{tmp_path / 'dng.db'}"
+    data_dir = tmp_path / "data0"  # start_server's first data directory
+    migrate.upgrade(url)
+    settings = Settings(data_dir=data_dir, database_url=url, checkpoint=ckpt, device="cpu")
+    with JobRunner(settings, n_workers=1, processes=False) as runner:
+        live = start_server(url, runner=runner, checkpoint=ckpt)
+        assert live.settings.data_dir == data_dir
+        with live.client("operator") as c:
+            r = c.post(
+                "/api/v1/deblur/uploads",
+                files={"file": ("raw.dng", dng(40, 48), "application/octet-stream")},
+            )
+            assert r.status_code == 202, r.text
+            upload = r.json()["upload"]
+            assert upload.endswith(".dng")
+            job = runner.wait(r.json()["id"], 120)
+            assert job.status == JobStatus.SUCCEEDED, job.error
+            image = job.result["images"][0]
+            assert image["input"] == upload and image["developed"].startswith("dng")
+            assert (image["width"], image["height"]) == (48, 40)
+            out = image["deblurred"]
+            assert out.startswith(f"deblur/job-{job.id}/") and out.endswith("_deblurred.png")
+            got = c.get(f"/api/v1/files/{out}")
+            assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+            img = cv2.imdecode(np.frombuffer(got.content, np.uint8), cv2.IMREAD_UNCHANGED)
+            assert img.shape == (40, 48, 3) and img.dtype == np.uint8
+            assert c.get(f"/api/v1/files/{image['mask']}").status_code == 200
+    job_dir = data_dir / "deblur" / f"job-{job.id}"
+    leftovers = sorted(p.name for p in job_dir.iterdir())
+    assert not [n for n in leftovers if n.startswith(".")], leftovers  # the developed PNG is gone
+    assert (data_dir / upload).is_file()  # the upload itself is kept
+    developed = develop_dng(data_dir / upload)
+    assert developed.shape == (40, 48, 3) and developed.dtype == np.float32
+    assert developed.min() >= 0.0 and developed.max() <= 1.0 and developed.std() > 0
+
+
+def test_deblur_preview_of_a_dng(tmp_path, start_server):
+    from deblur.infer import random_init_checkpoint
+
+    ckpt = random_init_checkpoint("lbag", tmp_path / "lbag.pt", seed=0, num_res=1)
+    live = start_server(f"sqlite:///{tmp_path / 'pd.db'}", checkpoint=ckpt)
+    with live.client("operator") as c:
+        for output, shape in (("image", (40, 36, 3)), ("mask", (40, 36))):
+            r = c.post(
+                "/api/v1/deblur/preview",
+                params={"output": output},
+                files={"file": ("raw.dng", dng(40, 36, seed=1), "application/octet-stream")},
+            )
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"] == "image/png"
+            out = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED)
+            assert out.shape == shape and out.dtype == np.uint8
+        r = c.post(
+            "/api/v1/deblur/preview",
+            files={"file": ("big.dng", dng(80, 80), "application/octet-stream")},
+        )
+        assert r.status_code == 413 and "/api/v1/deblur/uploads" in r.json()["detail"]
+    assert live.uploads() == []

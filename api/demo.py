@@ -1,0 +1,191 @@
+"""The main job, end to end through the lab service: what ``make demo`` runs (``reloblur demo``).
+
+The service is started as ``reloblur serve`` starts it (the configured database, SQLite by
+default; the simulated rig; jobs on an in-process Dask LocalCluster), on a free loopback port in
+this process, and everything goes through its REST API as an operator's client would:
+
+1. an operator token is created in the database (as ``reloblur token create`` does);
+2. ``GET /rigs`` and ``POST /plans/preview``: the rig and its Eq. 2 exposures;
+3. ``POST /captures/lightbox`` (only when the rig has no lightbox frame yet), then
+   ``POST /captures``: a scene session (whiteboard, reference, pairs) on the simulated rig, with
+   ``resume`` so that a second demo continues instead of failing;
+4. ``POST /jobs/postprocess``: calibration, colour, β, ISP, flow + CMTF alignment, LBFMG masks;
+5. ``POST /jobs/export``: the ReLoBlur layout, the captured scene as the test split;
+6. ``POST /jobs/deblur``: LBAG on the exported blurred images with the given checkpoint;
+7. the paper's metrics of the deblurred images (and of the blurred input, the floor) against
+   the sharp images, weighted by the ground-truth masks the pipeline made; a before/after PNG.
+
+Each job is followed to its end with its progress shown; a failed job stops the demo with the
+job's error.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+
+from core.settings import Settings
+
+JOB_POLL_S = 0.25
+
+
+class DemoError(RuntimeError):
+    """A step of the demo failed; the message names the step and the server's answer."""
+
+
+class ServerThread:
+    """The API (``create_app(settings)``) on uvicorn in a daemon thread, on 127.0.0.1 and a free
+    port; ``with ServerThread(app) as base_url: ...`` stops it (and its job runner) on exit."""
+
+    def __init__(self, app, log_level: str = "warning") -> None:
+        import uvicorn
+
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level=log_level, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise DemoError("the API server did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+
+
+def _check(response: httpx.Response, step: str) -> dict[str, Any] | list[Any]:
+    if response.status_code >= 400:
+        raise DemoError(f"{step}: HTTP {response.status_code}: {response.text}")
+    return response.json()
+
+
+def follow_job(http: httpx.Client, accepted: httpx.Response, step: str, echo) -> dict[str, Any]:
+    """Poll the job that ``accepted`` (a 202) points to until it ends; DemoError unless it
+    succeeded. Progress changes are echoed."""
+    _check(accepted, step)
+    url = accepted.headers["Location"]
+    last = None
+    while True:
+        job = _check(http.get(url), step)
+        shown = (round(job["progress"] * 100), job["message"])
+        if shown != last:
+            echo(f"  [{step}] job {job['id']} {job['status']} {shown[0]:3d}% {job['message'] or ''}")
+            last = shown
+        if job["status"] == "succeeded":
+            return job
+        if job["status"] in ("failed", "cancelled"):
+            raise DemoError(f"{step}: job {job['id']} {job['status']}: {job['error']}")
+        time.sleep(JOB_POLL_S)
+
+
+def before_after(blurred: Path, deblurred: Path, sharp: Path, mask: Path, out: Path) -> Path:
+    """A PNG: blurred | deblurred | sharp on top, the ground-truth mask below the blurred one."""
+    b, d, s = (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in (blurred, deblurred, sharp))
+    m = cv2.cvtColor(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE), cv2.COLOR_GRAY2BGR)
+    top = np.concatenate([b, d, s], axis=1)
+    bottom = np.concatenate([m, np.zeros_like(d), np.zeros_like(s)], axis=1)
+    for x, label in zip((0, b.shape[1], 2 * b.shape[1]), ("blurred", "LBAG", "sharp"), strict=True):
+        cv2.putText(top, label, (x + 10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 255, 255), 2)
+    cv2.putText(bottom, "true mask", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 255, 255), 2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), np.concatenate([top, bottom], axis=0))
+    return out
+
+
+def run_demo(settings: Settings, checkpoint: Path, *, rig: str = "twin", scene: str = "demo-street",
+             pairs: int = 5, echo=print) -> dict[str, Any]:
+    """Run the main job through the API (module docstring). ``checkpoint``: an LBAG checkpoint
+    (copied into ``<data_dir>/checkpoints/`` so that the service may read it). Returns the
+    metrics table rows and the output paths."""
+    from api.app import create_app
+    from api.auth import create_token
+    from core import migrate
+    from core.db import make_engine, session_factory
+    from deblur.data import read_image, read_mask, to_float01
+    from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table
+
+    data_dir = Path(settings.data_dir)
+    url = settings.resolved_database_url
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        _, secret = create_token(session, "make demo", "operator")
+        session.commit()
+    engine.dispose()
+    ckpt_rel = Path("checkpoints") / "demo" / Path(checkpoint).name
+    (data_dir / ckpt_rel).parent.mkdir(parents=True, exist_ok=True)
+    if Path(checkpoint).resolve() != (data_dir / ckpt_rel).resolve():
+        shutil.copyfile(checkpoint, data_dir / ckpt_rel)
+
+    export_rel, deblur_rel = "demo/reloblur_export", "demo/deblurred"
+    echo("starting the lab service (SQLite unless RELOBLUR_DATABASE_URL, Dask LocalCluster)...")
+    with ServerThread(create_app(settings)) as base:
+        http = httpx.Client(base_url=f"{base}/api/v1", timeout=120,
+                            headers={"Authorization": f"Bearer {secret}"})
+        health = _check(http.get("/health"), "health")
+        echo(f"service up at {base}/api/v1 (docs: {base}/api/v1/docs); database {health['database']}")
+        rig_info = _check(http.get(f"/rigs/{rig}"), "rig")
+        echo(f"rig {rig!r}: {rig_info.get('description') or ''} busy={rig_info.get('busy')}")
+        plan = _check(http.post("/plans/preview", json={"rig": rig, "sharp_blur_px": 2.5}), "plan")
+        echo(f"exposure plan (Eq. 2): {plan}")
+        lightboxes = _check(http.get("/captures", params={"kind": "lightbox"}), "captures")
+        if not lightboxes:
+            follow_job(http, http.post("/captures/lightbox",
+                                       json={"rig": rig, "exposure_ms": 1.8, "nd": 0.125}),
+                       "lightbox", echo)
+        follow_job(http, http.post("/captures", json={"rig": rig, "scene": scene, "pairs": pairs,
+                                                       "sharp_blur": 2.5, "resume": True}),
+                   "capture", echo)
+        follow_job(http, http.post("/jobs/postprocess", json={"scene": scene}), "postprocess", echo)
+        follow_job(http, http.post("/jobs/export", json={"out": export_rel, "test_scenes": [scene],
+                                                          "scenes": [scene], "overwrite": True}),
+                   "export", echo)
+        shutil.rmtree(data_dir / deblur_rel, ignore_errors=True)
+        follow_job(http, http.post("/jobs/deblur", json={
+            "inputs": [f"{export_rel}/dataset/test"], "checkpoint": ckpt_rel.as_posix(),
+            "out": deblur_rel}), "deblur", echo)
+        http.close()
+
+    test_dir = data_dir / export_rel / "dataset" / "test"
+    mask_dir = data_dir / export_rel / "masks" / "test"
+    rows, floor = [], []
+    first = None
+    for blur in sorted(test_dir.rglob("*_blur.png")):
+        rel = blur.relative_to(test_dir)
+        sharp = blur.with_name(blur.name.replace("_blur.png", "_sharp.png"))
+        mask = mask_dir / rel.parent / blur.name.replace("_blur.png", ".png")
+        out = next((data_dir / deblur_rel).rglob(blur.stem + "_deblurred.png"), None)
+        if out is None:
+            raise DemoError(f"the deblur job wrote no output for {blur}")
+        gt, m = to_float01(read_image(sharp)), read_mask(mask)
+        name = f"{rel.parent.as_posix()}/{blur.stem.removesuffix('_blur')}"
+        rows.append({"name": name, **evaluate_pair(to_float01(read_image(out)), gt, m)})
+        floor.append({"name": name, **evaluate_pair(to_float01(read_image(blur)), gt, m)})
+        first = first or (blur, out, sharp, mask)
+    if not rows:
+        raise DemoError(f"the export holds no test pair under {test_dir}")
+    table = [{"name": "blurred input (mean)", **average_metrics(floor)}, *rows,
+             {"name": "LBAG (mean)", **average_metrics(rows)}]
+    echo("")
+    echo(format_table(table, ["name", *METRIC_KEYS]))
+    montage = before_after(*first, data_dir / "demo" / "before_after.png")
+    echo("")
+    echo(f"before (blurred) and sharp: {test_dir}")
+    echo(f"after (deblurred, and LBAG's predicted masks): {data_dir / deblur_rel}")
+    echo(f"ground-truth blur masks: {mask_dir}")
+    echo(f"before/after picture: {montage}")
+    return {"table": table, "montage": montage, "export": data_dir / export_rel,
+            "deblurred": data_dir / deblur_rel}

@@ -1,0 +1,181 @@
+"""What each job kind takes: one pydantic model per kind, and :func:`validate_params`.
+
+The job records (:mod:`core.jobs`) store parameters that were validated here: core is the
+bottom layer and does not know the pipeline's parameters (``postprocess.params``) or where the
+rig files lie. The API routes and the job runner (a reprocess job's children) validate with
+the app's :class:`core.settings.Settings` before they call :func:`core.jobs.create_job`.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.jobs import JobParamsError
+from core.models import JobKind
+from core.settings import Settings
+
+__all__ = [
+    "JOB_PARAMS",
+    "CaptureParams",
+    "DeblurParams",
+    "ExportParams",
+    "JobParamsError",
+    "PostprocessParams",
+    "ReprocessParams",
+    "validate_params",
+]
+
+
+def _relative(value: str, field: str) -> str:
+    """A POSIX path relative to the data directory: not absolute, no ``..``, not empty."""
+    p = PurePosixPath(value)
+    if not value or p.is_absolute() or ".." in p.parts or "\\" in value:
+        raise ValueError(f"{field} must be a path relative to the data directory without '..', "
+                         f"got {value!r}")
+    return value
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _pipeline_params(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Validate pipeline parameters the way ``reloblur process --params`` does (via
+    :class:`postprocess.params.PipelineParams`); returns them with every default filled in."""
+    if data is None:
+        return None
+    from postprocess.params import PipelineParams  # lazy: keeps importing the routes light
+
+    try:
+        return PipelineParams.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"pipeline parameters: {where}: {first['msg']}") from None
+
+
+class PostprocessParams(_Params):
+    """One scene through the pipeline; ``params`` as in ``configs/pipeline.yaml`` (default:
+    the built-in parameters)."""
+
+    scene: str = Field(min_length=1, max_length=128)
+    params: dict[str, Any] | None = None
+
+    @field_validator("params")
+    @classmethod
+    def _check_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _pipeline_params(value)
+
+
+class ReprocessParams(_Params):
+    """Every scene (or ``scenes``) through the pipeline with ``params``; one child job each."""
+
+    params: dict[str, Any] | None = None
+    scenes: list[str] | None = None
+
+    @field_validator("params")
+    @classmethod
+    def _check_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _pipeline_params(value)
+
+    @field_validator("scenes")
+    @classmethod
+    def _non_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("give at least one scene, or leave scenes out for every scene")
+        return value
+
+
+class ExportParams(_Params):
+    """The ReLoBlur layout under ``data_dir/out``; ``test_scenes`` form the test split."""
+
+    out: str
+    test_scenes: list[str]
+    scenes: list[str] | None = None
+    overwrite: bool = False
+
+    @field_validator("out")
+    @classmethod
+    def _out_relative(cls, value: str) -> str:
+        return _relative(value, "out")
+
+
+class DeblurParams(_Params):
+    """LBAG inference on image files (``inputs``, relative to the data directory: PNG, TIFF, or
+    DNG developed with a plain ISP) and/or products (``product_ids``); ``checkpoint`` relative
+    to the data directory (default: the settings' checkpoint); ``out`` relative to the data
+    directory (default ``deblur/job-<id>``); ``tile`` in pixels (multiple of 4) bounds memory."""
+
+    inputs: list[str] = Field(default_factory=list)
+    product_ids: list[int] | None = None
+    checkpoint: str | None = None
+    out: str | None = None
+    tile: int | None = Field(None, ge=16)
+    dtype: Literal["fp32", "bf16"] = "fp32"
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs_relative(cls, value: list[str]) -> list[str]:
+        return [_relative(v, "inputs") for v in value]
+
+    @field_validator("checkpoint", "out")
+    @classmethod
+    def _path_relative(cls, value: str | None, info) -> str | None:
+        return None if value is None else _relative(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _something(self) -> DeblurParams:
+        if not self.inputs and not self.product_ids:
+            raise ValueError("give inputs (image paths) or product_ids: there is nothing to deblur")
+        return self
+
+
+class CaptureParams(_Params):
+    """A scene session on the rig ``rig`` (``<settings.rigs_dir>/<rig>.yaml``): whiteboard,
+    reference and ``pairs`` pairs; ``sharp_blur`` is the blur tolerated in S (px, default 6)."""
+
+    rig: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
+    scene: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
+    pairs: int = Field(ge=1, le=200)
+    sharp_blur: float | None = Field(None, gt=0)
+    resume: bool = False
+
+
+JOB_PARAMS: dict[JobKind, type[BaseModel]] = {
+    JobKind.CAPTURE: CaptureParams,
+    JobKind.POSTPROCESS: PostprocessParams,
+    JobKind.REPROCESS: ReprocessParams,
+    JobKind.EXPORT: ExportParams,
+    JobKind.DEBLUR: DeblurParams,
+}
+
+
+def validate_params(kind: JobKind | str, params: dict[str, Any] | None,
+                    settings: Settings) -> tuple[JobKind, BaseModel]:
+    """The kind and its validated parameter model; JobParamsError names the bad field.
+
+    ``settings``: the app's (or worker's) settings; a capture's rig must exist as
+    ``<settings.rigs_dir>/<rig>.yaml``.
+    """
+    try:
+        kind = JobKind(kind)
+    except ValueError:
+        raise JobParamsError(f"kind: unknown job kind {kind!r}; one of "
+                             f"{', '.join(k.value for k in JobKind)}") from None
+    if params is not None and not isinstance(params, dict):
+        raise JobParamsError(f"params: expected an object, got {type(params).__name__}")
+    try:
+        model = JOB_PARAMS[kind].model_validate(params or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "params"
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            msg = f"unknown field for a {kind.value} job"
+        raise JobParamsError(f"{where}: {msg}") from None
+    if isinstance(model, CaptureParams) and not (settings.rigs_dir / f"{model.rig}.yaml").is_file():
+        raise JobParamsError(f"rig: no rig file {model.rig}.yaml in {settings.rigs_dir}")
+    return kind, model
