@@ -163,3 +163,19 @@ def plan_exposures(req: PlanRequest) -> ExposurePlan:
         pixels_per_metre=ppm,
         options=tuple(options),
     )
+
+
+def lightbox_plan(exposure_s: float, nd_transmittance: float) -> ExposurePlan:
+    """The plan of a lightbox flat field: camera S exposes ``exposure_s`` (s), camera B
+    ``exposure_s / nd_transmittance`` behind its ND filter, both quantised to the pulse
+    generator's resolution; nothing moves, so no blur. Raises PlanError for values ≤ 0 or a
+    transmittance above 1."""
+    from acquisition.synchronizer import quantise
+
+    if not exposure_s > 0:
+        raise PlanError(f"the lightbox exposure must be > 0 s, got {exposure_s}")
+    if not 0 < nd_transmittance <= 1:
+        raise PlanError(f"the ND transmittance must be in (0, 1], got {nd_transmittance}")
+    t_short = quantise(exposure_s)
+    t_long = quantise(t_short / nd_transmittance)
+    return ExposurePlan(t_short, t_long, nd_transmittance, 0.0, 0.0, t_long, t_short, 0.0, 0.0)

@@ -178,16 +178,14 @@ def capture_lightbox(
 ) -> None:
     """Capture one lightbox flat field per camera (colour calibration)."""
     from acquisition.capture import CaptureError, SceneCapture
-    from acquisition.synchronizer import quantise
+    from acquisition.planner import lightbox_plan
     from core.settings import get_settings
 
-    t_short = quantise(exposure_ms * 1e-3)
-    t_long = quantise(t_short / nd)
-    lightbox_plan = ExposurePlan(t_short, t_long, nd, 0.0, 0.0, t_long, t_short, 0.0, 0.0)
+    plan = lightbox_plan(exposure_ms * 1e-3, nd)
     engine = engine_at_head()
     with _open_rig(rig) as r:
         try:
-            outcome = SceneCapture(r, lightbox_plan, get_settings().data_dir, engine).capture_lightbox()
+            outcome = SceneCapture(r, plan, get_settings().data_dir, engine).capture_lightbox()
         except CaptureError as exc:
             raise fail(str(exc)) from None
     typer.echo(f"lightbox capture stored as trigger {outcome.stored[0]} (run {outcome.run_id})")

@@ -23,6 +23,7 @@ __all__ = [
     "DeblurParams",
     "ExportParams",
     "JobParamsError",
+    "LightboxParams",
     "PostprocessParams",
     "ReprocessParams",
     "validate_params",
@@ -144,8 +145,18 @@ class CaptureParams(_Params):
     resume: bool = False
 
 
+class LightboxParams(_Params):
+    """One lightbox flat field per camera of the rig ``rig``: camera S exposes ``exposure_ms``
+    (ms), camera B ``exposure_ms / nd`` behind its ND filter of transmittance ``nd``."""
+
+    rig: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
+    exposure_ms: float = Field(10.0, gt=0, le=10_000)
+    nd: float = Field(1.0, gt=0, le=1)
+
+
 JOB_PARAMS: dict[JobKind, type[BaseModel]] = {
     JobKind.CAPTURE: CaptureParams,
+    JobKind.LIGHTBOX: LightboxParams,
     JobKind.POSTPROCESS: PostprocessParams,
     JobKind.REPROCESS: ReprocessParams,
     JobKind.EXPORT: ExportParams,
@@ -157,7 +168,7 @@ def validate_params(kind: JobKind | str, params: dict[str, Any] | None,
                     settings: Settings) -> tuple[JobKind, BaseModel]:
     """The kind and its validated parameter model; JobParamsError names the bad field.
 
-    ``settings``: the app's (or worker's) settings; a capture's rig must exist as
+    ``settings``: the app's (or worker's) settings; a capture's (or lightbox's) rig must exist as
     ``<settings.rigs_dir>/<rig>.yaml``.
     """
     try:
@@ -176,6 +187,6 @@ def validate_params(kind: JobKind | str, params: dict[str, Any] | None,
         if first["type"] == "extra_forbidden":
             msg = f"unknown field for a {kind.value} job"
         raise JobParamsError(f"{where}: {msg}") from None
-    if isinstance(model, CaptureParams) and not (settings.rigs_dir / f"{model.rig}.yaml").is_file():
+    if isinstance(model, CaptureParams | LightboxParams) and not (settings.rigs_dir / f"{model.rig}.yaml").is_file():
         raise JobParamsError(f"rig: no rig file {model.rig}.yaml in {settings.rigs_dir}")
     return kind, model

@@ -61,6 +61,7 @@ from api.jobparams import (
     CaptureParams,
     DeblurParams,
     ExportParams,
+    LightboxParams,
     PostprocessParams,
     ReprocessParams,
     validate_params,
@@ -495,12 +496,30 @@ def _capture(ctx: JobContext) -> dict[str, Any]:
             "plan": plan.as_dict()}
 
 
+def _lightbox(ctx: JobContext) -> dict[str, Any]:
+    """One lightbox flat field per camera, as ``reloblur capture-lightbox`` takes it."""
+    from acquisition.capture import SceneCapture
+    from acquisition.planner import lightbox_plan
+    from acquisition.rig import build_rig, load_rig_config
+
+    p = LightboxParams.model_validate(ctx.job.params)
+    cfg = load_rig_config(ctx.settings.rigs_dir / f"{p.rig}.yaml")
+    plan = lightbox_plan(p.exposure_ms * 1e-3, p.nd)
+    t_short, t_long = plan.short_exposure_s, plan.long_exposure_s
+    ctx.progress(0.0, f"lightbox on {p.rig}: S {t_short * 1e3:.3f} ms, B {t_long * 1e3:.3f} ms")
+    with build_rig(cfg) as rig:
+        outcome = SceneCapture(rig, plan, ctx.data_dir, ctx.engine).capture_lightbox()
+    return {"rig": p.rig, "run_id": outcome.run_id, "stored": outcome.stored,
+            "status": outcome.status.value, "exposure_s": {"S": t_short, "B": t_long}}
+
+
 HANDLERS: dict[JobKind, Callable[[JobContext], dict[str, Any]]] = {
     JobKind.POSTPROCESS: _postprocess,
     JobKind.REPROCESS: _reprocess,
     JobKind.EXPORT: _export,
     JobKind.DEBLUR: _deblur,
     JobKind.CAPTURE: _capture,
+    JobKind.LIGHTBOX: _lightbox,
 }
 
 

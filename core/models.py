@@ -474,11 +474,13 @@ class ApiToken(Base):
 
 
 class JobKind(enum.StrEnum):
-    """What a job does. ``capture``: a scene session on a rig; ``postprocess``: one scene through
+    """What a job does. ``capture``: a scene session on a rig; ``lightbox``: one lightbox
+    flat field per camera of a rig (colour calibration); ``postprocess``: one scene through
     the pipeline; ``reprocess``: every scene with new parameters (fans out into ``postprocess``
     children); ``export``: the ReLoBlur layout; ``deblur``: inference on images or products."""
 
     CAPTURE = "capture"
+    LIGHTBOX = "lightbox"
     POSTPROCESS = "postprocess"
     REPROCESS = "reprocess"
     EXPORT = "export"

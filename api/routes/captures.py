@@ -19,7 +19,7 @@ from api.deps import (
     SettingsDep,
     ViewerToken,
 )
-from api.jobparams import CaptureParams, JobParamsError, validate_params
+from api.jobparams import CaptureParams, JobParamsError, LightboxParams, validate_params
 from api.routes.jobs import ACCEPTED, submit
 from api.routes.rigs import ensure_rig_free
 from api.schemas import CaptureDetail, CaptureOut, ErrorOut, JobAccepted
@@ -62,6 +62,16 @@ def get_capture(capture_id: IdPath, session: SessionDep, _: ViewerToken) -> Capt
     return CaptureDetail.model_validate(row)
 
 
+def _check_rig_name(settings, rig: str) -> None:
+    """JobParamsError (422) unless ``<rigs_dir>/<rig>.yaml`` describes the rig ``rig``."""
+    cfg = load_rig_config(settings.rigs_dir / f"{rig}.yaml")  # RigConfigError: 422
+    if cfg.name != rig:
+        raise JobParamsError(
+            f"rig: {rig}.yaml in {settings.rigs_dir} describes rig {cfg.name!r}, not "
+            f"{rig!r}: a rig file must be named after its rig (name: {rig})"
+        )
+
+
 @router.post(
     "/captures",
     summary="Start a scene session on a rig: whiteboard, reference, then the pairs",
@@ -87,12 +97,38 @@ def start_capture(
     running on it. Progress: the job (``GET /jobs/{id}``)."""
     params = body.model_dump(mode="json")
     validate_params(JobKind.CAPTURE, params, settings)  # the rig file, in the app's rigs_dir
-    cfg = load_rig_config(settings.rigs_dir / f"{body.rig}.yaml")  # RigConfigError: 422
-    if cfg.name != body.rig:
-        raise JobParamsError(
-            f"rig: {body.rig}.yaml in {settings.rigs_dir} describes rig {cfg.name!r}, not "
-            f"{body.rig!r}: a rig file must be named after its rig (name: {body.rig})"
-        )
+    _check_rig_name(settings, body.rig)
     with _submit_lock:
         ensure_rig_free(session, settings, body.rig)
         return submit(request, response, session, runner, token, JobKind.CAPTURE, params)
+
+
+@router.post(
+    "/captures/lightbox",
+    summary="Capture one lightbox flat field per camera of a rig (colour calibration)",
+    **{
+        **ACCEPTED,
+        "responses": {
+            **ACCEPTED["responses"],
+            409: {"model": ErrorOut, "description": "The rig is busy."},
+        },
+    },
+)
+def start_lightbox(
+    body: LightboxParams,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    runner: RunnerDep,
+    token: OperatorToken,
+) -> JobAccepted:
+    """The rig's lightbox frames, from which ``postprocess`` fits each camera's colour
+    calibration (a newer lightbox supersedes). Camera S exposes ``exposure_ms``, camera B
+    ``exposure_ms / nd``. 422 without the rig file; 409 while the rig is busy."""
+    params = body.model_dump(mode="json")
+    validate_params(JobKind.LIGHTBOX, params, settings)
+    _check_rig_name(settings, body.rig)
+    with _submit_lock:
+        ensure_rig_free(session, settings, body.rig)
+        return submit(request, response, session, runner, token, JobKind.LIGHTBOX, params)

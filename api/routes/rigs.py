@@ -45,10 +45,11 @@ def find_rig(settings: Settings, name: str) -> tuple[Path, RigConfig]:
 
 
 def active_capture_rigs(session: Session) -> set[str]:
-    """Rig names with a capture job queued or running."""
+    """Rig names with a capture or lightbox job queued or running."""
     jobs = session.scalars(
         select(Job).where(
-            Job.kind == JobKind.CAPTURE, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
+            Job.kind.in_([JobKind.CAPTURE, JobKind.LIGHTBOX]),
+            Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
         )
     )
     return {str(j.params.get("rig")) for j in jobs}

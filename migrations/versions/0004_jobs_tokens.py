@@ -18,7 +18,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ROLES = ("viewer", "operator", "admin")
-JOB_KINDS = ("capture", "postprocess", "reprocess", "export", "deblur")
+JOB_KINDS = ("capture", "lightbox", "postprocess", "reprocess", "export", "deblur")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 

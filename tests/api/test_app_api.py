@@ -151,9 +151,20 @@ def test_capture_is_one_at_a_time_per_rig(live):
         assert c.get("/api/v1/rigs/twin").json()["busy"] is True
         again = c.post("/api/v1/captures", json={"rig": "twin", "scene": "s3", "pairs": 1})
         assert again.status_code == 409 and "busy" in again.json()["detail"]
+        lightbox = c.post("/api/v1/captures/lightbox", json={"rig": "twin"})
+        assert lightbox.status_code == 409 and "busy" in lightbox.json()["detail"]
         assert c.get("/api/v1/rigs/twin/identity").status_code == 200  # no lock is held
         c.post(f"/api/v1/jobs/{r.json()['id']}/cancel")
         assert c.get("/api/v1/rigs/twin").json()["busy"] is False
+        lightbox = c.post("/api/v1/captures/lightbox", json={"rig": "twin", "nd": 0.5})
+        assert lightbox.status_code == 202, lightbox.text
+        job = c.get(lightbox.headers["location"]).json()
+        assert job["kind"] == "lightbox" and job["params"] == {"rig": "twin", "exposure_ms": 10.0,
+                                                               "nd": 0.5}
+        assert c.get("/api/v1/rigs/twin").json()["busy"] is True
+        c.post(f"/api/v1/jobs/{job['id']}/cancel")
+        bad = c.post("/api/v1/captures/lightbox", json={"rig": "twin", "nd": 2})
+        assert bad.status_code == 422 and "nd" in str(bad.json()["detail"])
         r = c.post("/api/v1/captures", json={"rig": "nope", "scene": "s", "pairs": 1})
         assert r.status_code == 422 and "no rig file nope.yaml" in r.json()["detail"]
 

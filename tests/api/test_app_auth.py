@@ -21,6 +21,7 @@ MUTATING = [
         {"json": {"rig": "twin", "scene": "auth", "pairs": 1}},
         "operator",
     ),
+    ("post", "/api/v1/captures/lightbox", {"json": {"rig": "twin", "nd": 0.5}}, "operator"),
     ("post", "/api/v1/jobs/postprocess", {"json": {"scene": "scene1"}}, "operator"),
     ("post", "/api/v1/jobs/reprocess", {"json": {}}, "operator"),
     (

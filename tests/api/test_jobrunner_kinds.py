@@ -100,6 +100,23 @@ def test_capture_job_stores_a_scene_session(lab):
     assert {f.role: f.exposure_s for f in pair}["B"] > {f.role: f.exposure_s for f in pair}["S"]
 
 
+def test_lightbox_job_stores_one_flat_field_per_camera(lab):
+    job = run(lab, "lightbox", {"rig": "twin", "exposure_ms": 2.0, "nd": 0.25})
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["rig"] == "twin" and job.result["status"] == "complete"
+    exposure = job.result["exposure_s"]
+    assert exposure["B"] == pytest.approx(exposure["S"] / 0.25, rel=1e-3)
+    with session_factory(lab["engine"])() as session:
+        caps = session.scalars(select(Capture).where(Capture.kind == CaptureKind.LIGHTBOX)).all()
+        assert len(caps) >= 1 and all(c.status == CaptureStatus.COMPLETE for c in caps)
+        newest = max(caps, key=lambda c: c.id)
+        frames = session.scalars(select(Frame).where(Frame.capture_id == newest.id)).all()
+    assert {f.role: f.exposure_s for f in frames} == pytest.approx(exposure, rel=1e-6)
+    for f in frames:
+        cfa, _ = read_dng(lab["data_dir"] / f.path)
+        assert cfa.shape == (SENSOR[1], SENSOR[0]) and 0 < cfa.mean() < 4095
+
+
 def test_export_job_after_a_postprocess_job(lab):
     scene = lab["scene"]
     pp = run(lab, "postprocess", {"scene": scene})
