@@ -23,34 +23,31 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
-# The main job, as far as it is built (SQLite in var/, the simulated rig):
-#  1. create the database;
-#  2. simulate a full-resolution scene session on the digital twin (DNG + ground truth + previews);
-#  3. plan the exposures (Eq. 2) for the simulated rig, capture a lightbox, and capture a scene
-#     (whiteboard, reference, 5 pairs) through the real drivers: the BNC 575 emulator on a pty and
-#     two simulated GenICam cameras. --resume makes a second `make demo` a no-op, not an error;
-#  4. post-process the captured scene (calibration, colour, beta, Menon ISP, flow + CMTF alignment,
-#     LBFMG masks; products already made are reused) and export it in ReLoBlur's layout; check
-#     every stage against the twin's ground truth (verify-pipeline);
-#  5. train, deblur and evaluate a smoke-sized LBAG on twin pairs.
-demo: $(STAMP)
+# The main job (SQLite in var/, the simulated rig, jobs on a local Dask cluster):
+#  1. create the database; simulate a full-resolution scene session on the digital twin (DNG +
+#     ground truth + previews); plan the exposures (Eq. 2) for the simulated rig;
+#  2. train the demo LBAG on twin pairs for a few minutes on the CPU (configs/demo_lbag.yaml),
+#     unless CHECKPOINT=path/to/lbag.pt is given;
+#  3. `reloblur demo`: start the lab service (FastAPI + Dask LocalCluster) and, through its REST
+#     API, capture a lightbox and a scene (whiteboard, reference, 5 pairs) on the simulated rig
+#     through the real drivers (BNC 575 emulator on a pty, simulated GenICam cameras),
+#     post-process it (calibration, colour, beta, Menon ISP, flow + CMTF alignment, LBFMG masks),
+#     export it in ReLoBlur's layout, deblur it with LBAG, and print the metrics table and where
+#     the before/after images are. A second `make demo` resumes and reuses what exists;
+#  4. check every post-processing stage against the twin's ground truth (verify-pipeline).
+DEMO_CHECKPOINT := var/runs/demo_lbag/checkpoints/step_0000300.pt
+CHECKPOINT ?= $(DEMO_CHECKPOINT)
+
+demo: $(STAMP) $(CHECKPOINT)
 	$(BIN)/reloblur db upgrade
 	$(BIN)/reloblur simulate --preset car --pairs 3 --out var/demo/car --overwrite
 	@echo "twin previews (blurred | sharp | true mask): var/demo/car/preview/"
 	$(BIN)/reloblur plan --rig configs/rigs/twin.yaml
-	$(BIN)/reloblur capture-lightbox --rig configs/rigs/twin.yaml --exposure-ms 1.8 --nd 0.125
-	$(BIN)/reloblur capture --rig configs/rigs/twin.yaml --scene demo-street --pairs 5 --sharp-blur 2.5 --resume
-	@echo "captured RAW pairs (DNG): var/raw/twin/demo-street/ ; database: var/reloblur.db"
-	$(BIN)/reloblur process --scene demo-street --params configs/pipeline.yaml
-	$(BIN)/reloblur export --out var/demo/reloblur_export --test-scenes demo-street --overwrite
-	@echo "aligned pairs and blur masks in ReLoBlur's layout: var/demo/reloblur_export/"
+	$(BIN)/reloblur demo --checkpoint $(CHECKPOINT) --scene demo-street --pairs 5
 	$(BIN)/reloblur verify-pipeline --preset car --pairs 3
-	# Deblurring, smoke-sized: a 1-ResBlock LBAG trained for 20 steps on twin pairs (seconds on
-	# a CPU; its numbers only show the wiring), then deblur and score a twin test split.
-	$(BIN)/reloblur export-twin-dataset --out var/demo/twin_dataset --overwrite
-	$(BIN)/reloblur train --config configs/tiny_twin.yaml --overwrite
-	$(BIN)/reloblur deblur var/demo/twin_dataset/dataset/test --checkpoint var/runs/tiny_twin/checkpoints/step_0000020.pt --out var/demo/deblurred
-	$(BIN)/reloblur evaluate --pred var/demo/deblurred --gt var/demo/twin_dataset/dataset/test --masks var/demo/twin_dataset/masks/test --out-csv var/demo/metrics.csv
+
+$(DEMO_CHECKPOINT): $(STAMP) configs/demo_lbag.yaml
+	$(BIN)/reloblur train --config configs/demo_lbag.yaml --overwrite
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
