@@ -1,5 +1,9 @@
 """Typed dependencies: settings, a DB session, the job runner, the model, the caller's token.
 
+Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in its
+thread pool, one hand-over per dependency per request, which costs more than the work itself.
+Those that touch the database stay plain functions and run in the pool.
+
 Routes declare what they need with these aliases (``SessionDep``, ``SettingsDep``,
 ``ViewerToken``, ``OperatorToken``, ``AdminToken``...) and stay thin.
 """
@@ -20,7 +24,7 @@ from core.settings import Settings
 bearer = HTTPBearer(auto_error=False, description="An API token: `reloblur token create`.")
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The app's Settings (given to ``create_app``)."""
     return request.app.state.settings
 
@@ -38,7 +42,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_runner(request: Request) -> Any | None:
+async def get_runner(request: Request) -> Any | None:
     """The app's JobRunner, or None when the app runs without one (jobs then stay queued)."""
     return request.app.state.runner
 
@@ -53,7 +57,7 @@ class LoadedModel:
         self.model, self.device, self.meta = model, device, meta
 
 
-def get_model(request: Request) -> LoadedModel | None:
+async def get_model(request: Request) -> LoadedModel | None:
     """The lifespan's model, or None when no checkpoint was configured."""
     return request.app.state.model
 
@@ -78,7 +82,7 @@ CurrentToken = Annotated[ApiToken, Depends(current_token)]
 def require_role(role: Role):
     """A dependency that yields the caller's token when its role includes ``role`` (403 if not)."""
 
-    def dependency(token: CurrentToken) -> ApiToken:
+    async def dependency(token: CurrentToken) -> ApiToken:
         auth.check_role(token, role)
         return token
 

@@ -22,7 +22,6 @@ from api.deps import (
     RunnerDep,
     SessionDep,
     ViewerToken,
-    get_settings_dep,
 )
 from api.jobparams import (
     DeblurParams,
@@ -57,7 +56,7 @@ def submit(
 ) -> JobAccepted:
     """Validate ``params`` with the app's settings, record the job, hand it to the runner, fill
     ``Location``; the answer of every submission (422 naming the field for bad params)."""
-    settings = get_settings_dep(request)
+    settings = request.app.state.settings
     kind, model = validate_params(kind, params, settings)
     job = jobs.create_job(
         session,
