@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException
 from sqlalchemy import select
 
 from acquisition.rig import load_rig_config
@@ -13,14 +13,12 @@ from api.deps import (
     IdQuery,
     Limit,
     Offset,
-    OperatorToken,
-    RunnerDep,
     SessionDep,
     SettingsDep,
     ViewerToken,
 )
 from api.jobparams import CaptureParams, JobParamsError, LightboxParams, validate_params
-from api.routes.jobs import ACCEPTED, submit
+from api.routes.jobs import ACCEPTED, SubmitDep, Submitter
 from api.routes.rigs import ensure_rig_free
 from api.schemas import CaptureDetail, CaptureOut, ErrorOut, JobAccepted
 from core.models import Capture, CaptureKind, CaptureStatus, JobKind, Scene
@@ -62,73 +60,51 @@ def get_capture(capture_id: IdPath, session: SessionDep, _: ViewerToken) -> Capt
     return CaptureDetail.model_validate(row)
 
 
-def _check_rig_name(settings, rig: str) -> None:
-    """JobParamsError (422) unless ``<rigs_dir>/<rig>.yaml`` describes the rig ``rig``."""
+ON_A_RIG = {
+    **ACCEPTED,
+    "responses": {
+        **ACCEPTED["responses"],
+        409: {"model": ErrorOut, "description": "The rig is busy."},
+    },
+}
+
+
+def _start_on_rig(kind: JobKind, body: CaptureParams | LightboxParams, settings,
+                  submit: Submitter) -> JobAccepted:
+    """Submit a job that uses the rig ``body.rig``: its file must exist in the app's rigs_dir
+    and describe that rig (422 otherwise); 409 while the rig is busy."""
+    validate_params(kind, body.model_dump(mode="json"), settings)
+    rig = body.rig
     cfg = load_rig_config(settings.rigs_dir / f"{rig}.yaml")  # RigConfigError: 422
     if cfg.name != rig:
         raise JobParamsError(
             f"rig: {rig}.yaml in {settings.rigs_dir} describes rig {cfg.name!r}, not "
             f"{rig!r}: a rig file must be named after its rig (name: {rig})"
         )
+    with _submit_lock:
+        ensure_rig_free(submit.session, settings, rig)
+        return submit(kind, body)
 
 
 @router.post(
     "/captures",
     summary="Start a scene session on a rig: whiteboard, reference, then the pairs",
-    **{
-        **ACCEPTED,
-        "responses": {
-            **ACCEPTED["responses"],
-            409: {"model": ErrorOut, "description": "The rig is busy."},
-        },
-    },
+    **ON_A_RIG,
 )
-def start_capture(
-    body: CaptureParams,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    settings: SettingsDep,
-    runner: RunnerDep,
-    token: OperatorToken,
-) -> JobAccepted:
+def start_capture(body: CaptureParams, settings: SettingsDep, submit: SubmitDep) -> JobAccepted:
     """The rig is ``<rigs_dir>/<rig>.yaml`` (422 when there is no such file), and that file must
     describe the rig ``rig``. One capture at a time per rig: 409 while a capture is queued or
     running on it. Progress: the job (``GET /jobs/{id}``)."""
-    params = body.model_dump(mode="json")
-    validate_params(JobKind.CAPTURE, params, settings)  # the rig file, in the app's rigs_dir
-    _check_rig_name(settings, body.rig)
-    with _submit_lock:
-        ensure_rig_free(session, settings, body.rig)
-        return submit(request, response, session, runner, token, JobKind.CAPTURE, params)
+    return _start_on_rig(JobKind.CAPTURE, body, settings, submit)
 
 
 @router.post(
     "/captures/lightbox",
     summary="Capture one lightbox flat field per camera of a rig (colour calibration)",
-    **{
-        **ACCEPTED,
-        "responses": {
-            **ACCEPTED["responses"],
-            409: {"model": ErrorOut, "description": "The rig is busy."},
-        },
-    },
+    **ON_A_RIG,
 )
-def start_lightbox(
-    body: LightboxParams,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    settings: SettingsDep,
-    runner: RunnerDep,
-    token: OperatorToken,
-) -> JobAccepted:
+def start_lightbox(body: LightboxParams, settings: SettingsDep, submit: SubmitDep) -> JobAccepted:
     """The rig's lightbox frames, from which ``postprocess`` fits each camera's colour
     calibration (a newer lightbox supersedes). Camera S exposes ``exposure_ms``, camera B
     ``exposure_ms / nd``. 422 without the rig file; 409 while the rig is busy."""
-    params = body.model_dump(mode="json")
-    validate_params(JobKind.LIGHTBOX, params, settings)
-    _check_rig_name(settings, body.rig)
-    with _submit_lock:
-        ensure_rig_free(session, settings, body.rig)
-        return submit(request, response, session, runner, token, JobKind.LIGHTBOX, params)
+    return _start_on_rig(JobKind.LIGHTBOX, body, settings, submit)

@@ -10,8 +10,8 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
 from api import uploads
-from api.deps import ModelDep, OperatorToken, RunnerDep, SessionDep, SettingsDep
-from api.routes.jobs import ACCEPTED, submit
+from api.deps import ModelDep, OperatorToken, SettingsDep
+from api.routes.jobs import ACCEPTED, SubmitDep
 from api.schemas import ErrorOut, JobAccepted
 from core.models import JobKind
 
@@ -32,12 +32,8 @@ ImageFile = Annotated[UploadFile, File(description="A PNG, TIFF or DNG image.")]
 )
 def deblur_upload(
     file: ImageFile,
-    request: Request,
-    response: Response,
-    session: SessionDep,
     settings: SettingsDep,
-    runner: RunnerDep,
-    token: OperatorToken,
+    submit: SubmitDep,
     tile: Annotated[int | None, Form(ge=16, le=8192, multiple_of=4)] = None,
     dtype: Annotated[Literal["fp32", "bf16"], Form()] = "fp32",
 ) -> JobAccepted:
@@ -46,9 +42,9 @@ def deblur_upload(
     rel, _ = uploads.store_upload(file.file, settings.data_dir)
     try:
         params = {"inputs": [rel], "tile": tile, "dtype": dtype}
-        return submit(request, response, session, runner, token, JobKind.DEBLUR, params, upload=rel)
+        return submit(JobKind.DEBLUR, params, upload=rel)
     except BaseException:
-        session.rollback()
+        submit.session.rollback()
         (settings.data_dir / rel).unlink(missing_ok=True)
         raise
 

@@ -8,9 +8,10 @@ the job stays ``queued`` until a runner elsewhere takes it.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from api.deps import (
@@ -44,36 +45,51 @@ ACCEPTED = {
 }
 
 
-def submit(
-    request: Request,
-    response: Response,
-    session: Session,
-    runner: Any,
-    token: ApiToken,
-    kind: JobKind,
-    params: dict[str, Any],
-    upload: str | None = None,
-) -> JobAccepted:
-    """Validate ``params`` with the app's settings, record the job, hand it to the runner, fill
-    ``Location``; the answer of every submission (422 naming the field for bad params)."""
-    settings = request.app.state.settings
-    kind, model = validate_params(kind, params, settings)
-    job = jobs.create_job(
-        session,
-        kind,
-        model.model_dump(mode="json"),
-        created_by=token.id,
-        max_attempts=settings.job_max_attempts,
-    )
-    session.commit()
-    if runner is not None:
-        try:
-            runner.submit(job.id)
-        except Exception:  # the job is recorded; a runner restart picks it up
-            log.exception("job %s recorded but not handed to the runner", job.id)
-    url = str(request.url_for("get_job", job_id=job.id))
-    response.headers["Location"] = url
-    return JobAccepted(id=job.id, kind=job.kind, status=job.status, url=url, upload=upload)
+class Submitter:
+    """What a submission route needs to record a job and answer 202: the request (the app's
+    settings and runner), the response (its ``Location``), a session and the caller's token."""
+
+    def __init__(self, request: Request, response: Response, session: Session, runner: Any,
+                 token: ApiToken) -> None:
+        self.request, self.response, self.session = request, response, session
+        self.runner, self.token = runner, token
+
+    def __call__(self, kind: JobKind, params: dict[str, Any] | BaseModel,
+                 upload: str | None = None) -> JobAccepted:
+        """Validate ``params`` with the app's settings, record the job, hand it to the runner,
+        fill ``Location``; the answer of every submission (422 naming the field for bad
+        params)."""
+        if isinstance(params, BaseModel):
+            params = params.model_dump(mode="json")
+        request, response, session = self.request, self.response, self.session
+        runner, token = self.runner, self.token
+        settings = request.app.state.settings
+        kind, model = validate_params(kind, params, settings)
+        job = jobs.create_job(
+            session,
+            kind,
+            model.model_dump(mode="json"),
+            created_by=token.id,
+            max_attempts=settings.job_max_attempts,
+        )
+        session.commit()
+        if runner is not None:
+            try:
+                runner.submit(job.id)
+            except Exception:  # the job is recorded; a runner restart picks it up
+                log.exception("job %s recorded but not handed to the runner", job.id)
+        url = str(request.url_for("get_job", job_id=job.id))
+        response.headers["Location"] = url
+        return JobAccepted(id=job.id, kind=job.kind, status=job.status, url=url, upload=upload)
+
+
+async def get_submitter(request: Request, response: Response, session: SessionDep, runner: RunnerDep,
+                        token: OperatorToken) -> Submitter:
+    """A :class:`Submitter` for an operator's request (401/403 otherwise)."""
+    return Submitter(request, response, session, runner, token)
+
+
+SubmitDep = Annotated[Submitter, Depends(get_submitter)]
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="List jobs, newest first")
@@ -113,47 +129,20 @@ def cancel_job(job_id: IdPath, session: SessionDep, runner: RunnerDep, _: Operat
 
 
 @router.post("/jobs/postprocess", summary="Process one scene", **ACCEPTED)
-def submit_postprocess(
-    body: PostprocessParams,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    runner: RunnerDep,
-    token: OperatorToken,
-) -> JobAccepted:
-    return submit(
-        request, response, session, runner, token, JobKind.POSTPROCESS, body.model_dump(mode="json")
-    )
+def submit_postprocess(body: PostprocessParams, submit: SubmitDep) -> JobAccepted:
+    return submit(JobKind.POSTPROCESS, body)
 
 
 @router.post(
     "/jobs/reprocess", summary="Reprocess every scene (or some) with new parameters", **ACCEPTED
 )
-def submit_reprocess(
-    body: ReprocessParams,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    runner: RunnerDep,
-    token: OperatorToken,
-) -> JobAccepted:
-    return submit(
-        request, response, session, runner, token, JobKind.REPROCESS, body.model_dump(mode="json")
-    )
+def submit_reprocess(body: ReprocessParams, submit: SubmitDep) -> JobAccepted:
+    return submit(JobKind.REPROCESS, body)
 
 
 @router.post("/jobs/export", summary="Export processed scenes in the ReLoBlur layout", **ACCEPTED)
-def submit_export(
-    body: ExportParams,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    runner: RunnerDep,
-    token: OperatorToken,
-) -> JobAccepted:
-    return submit(
-        request, response, session, runner, token, JobKind.EXPORT, body.model_dump(mode="json")
-    )
+def submit_export(body: ExportParams, submit: SubmitDep) -> JobAccepted:
+    return submit(JobKind.EXPORT, body)
 
 
 @router.post(
@@ -161,14 +150,5 @@ def submit_export(
     summary="Deblur images in the data store or products by id (upload: POST /deblur/uploads)",
     **ACCEPTED,
 )
-def submit_deblur(
-    body: DeblurParams,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    runner: RunnerDep,
-    token: OperatorToken,
-) -> JobAccepted:
-    return submit(
-        request, response, session, runner, token, JobKind.DEBLUR, body.model_dump(mode="json")
-    )
+def submit_deblur(body: DeblurParams, submit: SubmitDep) -> JobAccepted:
+    return submit(JobKind.DEBLUR, body)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,13 +14,13 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from api import auth
 from api.app import create_app
+from api.demo import ServerThread
 from core import migrate
 from core.db import make_engine, session_factory
 from core.models import (
@@ -60,29 +58,6 @@ class Live:
     def uploads(self) -> list[Path]:
         folder = Path(self.settings.data_dir) / "uploads"
         return sorted(folder.rglob("*")) if folder.exists() else []
-
-
-class ServerThread:
-    """uvicorn.Server in a thread, on 127.0.0.1 and a free port."""
-
-    def __init__(self, app):
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def make_settings(data_dir: Path, url: str, **overrides) -> Settings:
