@@ -122,7 +122,8 @@ def camera_settings(exposure_s: float, optics) -> dict[str, object]:
 def rig_lock(data_dir: Path, rig_name: str) -> Iterator[None]:
     """Hold the rig exclusively for the duration of the block, or raise RigBusyError."""
     lock_dir = data_dir / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    if not lock_dir.is_dir():
+        lock_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_dir / f"rig-{rig_name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
         try:

@@ -24,6 +24,9 @@ def serve(
         min=1,
         help="Dask LocalCluster workers (default: RELOBLUR_DASK_WORKERS).",
     ),
+    access_log: bool = typer.Option(
+        True, "--access-log/--no-access-log", help="Log one line per request (uvicorn's)."
+    ),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /api/v1/docs) with its job runner."""
     import uvicorn
@@ -40,6 +43,7 @@ def serve(
         host=host or settings.api_host,
         port=settings.api_port if port is None else port,
         log_level="info",
+        access_log=access_log,
     )
 
 

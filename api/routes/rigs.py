@@ -21,15 +21,36 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["rigs"])
 
 
+_parsed: dict[Path, tuple[tuple[int, int], RigConfig | RigConfigError]] = {}
+"""Rig files already parsed, by path: (mtime_ns, size) when parsed → config or its error."""
+
+
+def _load_rig_file(path: Path) -> RigConfig:
+    """``load_rig_config(path)``, parsed again only when the file's mtime or size changed."""
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _parsed.get(path)
+    if cached is None or cached[0] != stamp:
+        try:
+            result: RigConfig | RigConfigError = load_rig_config(path)
+        except RigConfigError as exc:
+            result = exc
+        cached = _parsed[path] = (stamp, result)
+    if isinstance(cached[1], RigConfigError):
+        raise cached[1]
+    return cached[1]
+
+
 def rig_files(settings: Settings) -> dict[str, tuple[Path, RigConfig]]:
-    """Every valid rig file in ``rigs_dir`` by rig name (invalid files are logged and skipped)."""
+    """Every valid rig file in ``rigs_dir`` by rig name (invalid files are logged and skipped).
+    A file is parsed again only when it changes."""
     found: dict[str, tuple[Path, RigConfig]] = {}
     folder = Path(settings.rigs_dir)
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         try:
-            cfg = load_rig_config(path)
-        except RigConfigError as exc:
-            log.warning("skipping rig file: %s", exc)
+            cfg = _load_rig_file(path)
+        except (RigConfigError, OSError) as exc:
+            log.warning("skipping rig file %s: %s", path, exc)
             continue
         found.setdefault(cfg.name, (path, cfg))
     return found
