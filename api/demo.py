@@ -143,7 +143,9 @@ def run_demo(settings: Settings, checkpoint: Path, *, rig: str = "twin", scene: 
         rig_info = _check(http.get(f"/rigs/{rig}"), "rig")
         echo(f"rig {rig!r}: {rig_info.get('description') or ''} busy={rig_info.get('busy')}")
         plan = _check(http.post("/plans/preview", json={"rig": rig, "sharp_blur_px": sharp_blur_px}), "plan")
-        echo(f"exposure plan (Eq. 2): {plan}")
+        echo(f"exposure plan (Eq. 2): S {plan['short_exposure_s'] * 1e3:.3f} ms, B "
+             f"{plan['long_exposure_s'] * 1e3:.3f} ms behind ND {plan['nd_transmittance']:g}; "
+             f"expected blur S {plan['blur_s_px']:.1f} px, B {plan['blur_b_px']:.1f} px")
         lightboxes = _check(http.get("/captures", params={"kind": "lightbox"}), "captures")
         if not lightboxes:
             follow_job(http, http.post("/captures/lightbox",
