@@ -108,7 +108,7 @@ def score(model, test: ReLoBlurDataset, device: str) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=None, help="training steps per model (400; --quick 20)")
     p.add_argument("--patch", type=int, default=96)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -130,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=None, help="comma-separated config names to (re)train")
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.width, args.height, args.test_pairs, args.test_scenes = 20, 192, 128, 2, 1
+        args.width, args.height, args.test_pairs, args.test_scenes = 192, 128, 2, 1
         args.patch, args.pairs, args.train_seeds = 64, 2, 2
+    if args.steps is None:
+        args.steps = 20 if args.quick else 400
     args.out.mkdir(parents=True, exist_ok=True)
 
     from deblur.data import export_twin_dataset
