@@ -8,6 +8,8 @@
   ``settings.checkpoint`` is set (device: ``settings.device``, auto = CUDA else CPU) and starts
   the job runner; inference runs in a worker thread, never on the event loop.
 - Named errors of the packages become 4xx with their message (``{"detail": "..."}``).
+- Read endpoints answer from a cache kept exact by the database's change version
+  (:mod:`api.readcache`; ``settings.read_cache``); a request that may write invalidates it.
 - Request bodies above ``settings.max_upload_mb`` are refused with 413 while they stream in.
 - CORS is closed unless ``settings.cors_origins`` lists origins.
 """
@@ -27,7 +29,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api import auth, uploads
-from api.deps import LoadedModel
+from api.deps import Database, LoadedModel
+from api.readcache import ReadCache, change_watch
 from api.routes import ROUTERS
 from api.routes.health import router as health_router
 from core import __version__
@@ -77,8 +80,8 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] in WritesInvalidateMiddleware.SAFE:
+            await self.app(scope, receive, send)  # no route of those methods reads a body
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
@@ -110,6 +113,80 @@ class BodyLimitMiddleware:
         except PayloadTooLargeError:
             if not state["started"]:
                 await self._send_413(send)
+
+
+class WritesInvalidateMiddleware:
+    """Every request other than GET, HEAD or OPTIONS may have written: when its answer starts
+    (the route has committed by then), the app's read cache is told (``ReadCache.bump``)."""
+
+    SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: Any, state: Any):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in self.SAFE:
+            await self.app(scope, receive, send)
+            return
+
+        async def bumping_send(message: dict) -> None:
+            cache = getattr(self.state, "read_cache", None)
+            if message["type"] == "http.response.start" and cache is not None:
+                cache.bump()
+            await send(message)
+
+        await self.app(scope, receive, bumping_send)
+
+
+class CachedReadMiddleware:
+    """Answers a GET from the read cache before routing, when the caller's token is in the
+    token cache (verified less than half its ``token_cache_s`` ago) and the URL's answer is
+    current (:mod:`api.readcache`). Everything else (a miss, no or unknown token, an answer
+    past its max age) goes on to the routes as usual, which authenticate, refresh and fill
+    the cache.
+
+    Only viewer endpoints put answers in the cache, and every token is at least a viewer, so
+    any active token may read them. Skipping dependency resolution and routing makes a cached
+    read several times cheaper.
+    """
+
+    JSON_HEADERS = (b"content-type", b"application/json")
+
+    def __init__(self, app: Any, state: Any):
+        self.app, self.state = app, state
+
+    def _cached_answer(self, scope: dict) -> bytes | None:
+        cache = getattr(self.state, "read_cache", None)
+        tokens: auth.TokenCache | None = getattr(self.state, "token_cache", None)
+        if cache is None or tokens is None:
+            return None
+        secret = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, credentials = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer":
+                    secret = credentials.strip()
+                break
+        if not secret:
+            return None
+        token = tokens.get(auth.hash_secret(secret))
+        if token is None or token[1] > tokens.ttl_s / 2:
+            return None
+        key = scope["path"] + "?" + scope["query_string"].decode("latin-1")
+        hit = cache.get(key, cache.version())
+        if hit is None or hit[1]:
+            return None
+        return hit[0]
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            body = self._cached_answer(scope)
+            if body is not None:
+                headers = [self.JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -203,6 +280,12 @@ def create_app(
         engine = make_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
+        read_cache = None
+        if settings.read_cache:
+            read_cache = ReadCache(change_watch(settings.resolved_database_url))
+        app.state.read_cache = read_cache
+        app.state.database = Database(app.state.session_factory, read_cache)
+        app.state.token_cache = auth.TokenCache(settings.token_cache_s)
         app.state.infer_lock = anyio.Lock()
         own_runner = None
         try:
@@ -218,6 +301,8 @@ def create_app(
             if own_runner is not None:
                 await anyio.to_thread.run_sync(own_runner.close)
             app.state.model = None
+            if read_cache is not None:
+                read_cache.close()
             engine.dispose()
 
     app = FastAPI(
@@ -240,6 +325,8 @@ def create_app(
     app.include_router(health_router, prefix=API_PREFIX)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    app.add_middleware(CachedReadMiddleware, state=app.state)
+    app.add_middleware(WritesInvalidateMiddleware, state=app.state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.max_upload_mb * (1 << 20)))
     if settings.cors_origins:
         app.add_middleware(

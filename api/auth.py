@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -98,15 +100,21 @@ def is_active(row: ApiToken, now: datetime | None = None) -> bool:
     return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
 
 
+def require_secret(secret: str | None) -> str:
+    """``secret`` when one was sent; AuthenticationError saying how to send one otherwise."""
+    if not secret:
+        raise AuthenticationError(
+            "this endpoint needs an API token: send 'Authorization: Bearer <token>'"
+        )
+    return secret
+
+
 def verify_secret(session: Session, secret: str | None) -> ApiToken:
     """The active token whose secret is ``secret``; AuthenticationError otherwise.
 
     Records ``last_used_at`` (at most once per ``LAST_USED_RESOLUTION``; the caller commits).
     """
-    if not secret:
-        raise AuthenticationError(
-            "this endpoint needs an API token: send 'Authorization: Bearer <token>'"
-        )
+    secret = require_secret(secret)
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret)))
     now = utcnow()
     if row is None:
@@ -118,6 +126,59 @@ def verify_secret(session: Session, secret: str | None) -> ApiToken:
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         row.last_used_at = now
     return row
+
+
+class TokenCache:
+    """Tokens verified in the last ``ttl_s`` seconds, by the sha256 of their secret.
+
+    A hit skips the database; expiry is still checked on every use (the row's ``expires_at``).
+    Past half of ``ttl_s`` the API verifies the token again in the background while the cached
+    row still answers, so requests do not wait for the database in steady use.
+    Only active tokens are cached, so an unknown or revoked secret always asks the database.
+    ``forget(token_id)`` drops a token at once (revocation through this process); a revocation
+    made elsewhere (the CLI, another API process) takes effect within ``ttl_s``. At most
+    ``max_entries`` tokens are kept (the oldest go first). Safe to share between threads.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 4096) -> None:
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._rows: dict[str, tuple[float, ApiToken]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str) -> tuple[ApiToken, float] | None:
+        """(the cached active token for ``token_hash``, seconds since it was verified), or None
+        (absent, older than ``ttl_s`` or expired)."""
+        entry = self._rows.get(token_hash)
+        if entry is None:
+            return None
+        checked, row = entry
+        age = time.monotonic() - checked
+        if age > self.ttl_s or not is_active(row):
+            with self._lock:
+                self._rows.pop(token_hash, None)
+            return None
+        return row, age
+
+    def put_verified_at(self, token_hash: str, row: ApiToken, checked: float) -> None:
+        """Remember ``row`` as verified at ``checked`` (``time.monotonic()`` when the database
+        was asked)."""
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._rows) >= self.max_entries:
+                del self._rows[next(iter(self._rows))]
+            self._rows[token_hash] = (checked, row)
+
+    def drop(self, token_hash: str) -> None:
+        """Forget the token with this hash (its check failed)."""
+        with self._lock:
+            self._rows.pop(token_hash, None)
+
+    def forget(self, token_id: int) -> None:
+        """Drop token ``token_id`` (after revoking it)."""
+        with self._lock:
+            for key in [k for k, (_, row) in self._rows.items() if row.id == token_id]:
+                del self._rows[key]
 
 
 def check_role(token: ApiToken, needed: Role) -> None:

@@ -24,27 +24,32 @@ def serve(
         min=1,
         help="Dask LocalCluster workers (default: RELOBLUR_DASK_WORKERS).",
     ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="HTTP worker processes (default: RELOBLUR_API_WORKERS)."
+    ),
     access_log: bool = typer.Option(
         True, "--access-log/--no-access-log", help="Log one line per request (uvicorn's)."
     ),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /api/v1/docs) with its job runner."""
-    import uvicorn
-
-    from api.app import create_app
+    from api.server import ServeError
+    from api.server import serve as run_server
     from core.settings import get_settings
 
     engine_at_head().dispose()
     settings = get_settings()
     if workers_dask is not None:
         settings = settings.model_copy(update={"dask_workers": workers_dask})
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.api_host,
-        port=settings.api_port if port is None else port,
-        log_level="info",
-        access_log=access_log,
-    )
+    try:
+        run_server(
+            settings,
+            host=host or settings.api_host,
+            port=settings.api_port if port is None else port,
+            workers=workers or settings.api_workers,
+            access_log=access_log,
+        )
+    except (ServeError, OSError) as exc:
+        raise fail(f"cannot serve: {exc}") from None
 
 
 @token_app.command("create")

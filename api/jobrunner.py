@@ -88,6 +88,9 @@ from core.settings import Settings, get_settings
 POLL_S = 0.25
 """How often the runner's watcher and a fan-out parent look at the records (s)."""
 
+DISPATCH_S = 0.05
+"""With ``dispatch_queued``: how often the runner looks for queued jobs recorded elsewhere (s)."""
+
 NAMED_ERRORS = frozenset({
     "acquisition.capture.CaptureError",
     "deblur.infer.InferenceError",
@@ -530,14 +533,18 @@ class JobRunner:
     """Submits job records to Dask and keeps them consistent with what the cluster does.
 
     settings: default ``get_settings()``; n_workers: LocalCluster worker count (default
-    ``settings.dask_workers``); processes: LocalCluster workers as processes (True) or threads.
+    ``settings.dask_workers``); processes: LocalCluster workers as processes (True) or threads;
+    dispatch_queued: also take, every ``DISPATCH_S``, the queued top-level jobs that other
+    processes recorded (the HTTP workers of ``reloblur serve --workers N``); fan-out children
+    stay their parent's to submit.
     """
 
     def __init__(self, settings: Settings | None = None, *, n_workers: int | None = None,
-                 processes: bool = True) -> None:
+                 processes: bool = True, dispatch_queued: bool = False) -> None:
         self.settings = settings or get_settings()
         self.n_workers = n_workers or self.settings.dask_workers
         self.processes = processes
+        self.dispatch_queued = dispatch_queued
         self.database_url = self.settings.resolved_database_url
         self.data_dir = self.settings.data_dir.resolve()
         self.overrides = {k: (str(Path(v).resolve()) if isinstance(v, Path) else v)
@@ -658,21 +665,36 @@ class JobRunner:
     # ---- the watcher ------------------------------------------------------------------------
     def _watch(self) -> None:
         """Requeue the jobs of lost workers; resubmit jobs whose task ended without ending them."""
-        last_check = 0.0
+        last_check = last_dispatch = 0.0
+        wait_s = DISPATCH_S if self.dispatch_queued else POLL_S
         while not self._stop.is_set():
             try:
-                job_id, future = self._events.get(timeout=POLL_S)
+                job_id, future = self._events.get(timeout=wait_s)
             except queue.Empty:
                 job_id = future = None
             try:
                 if future is not None:
                     self._task_ended(job_id, future)
+                if self.dispatch_queued and time.monotonic() - last_dispatch >= DISPATCH_S:
+                    last_dispatch = time.monotonic()
+                    self._dispatch_queued()
                 if time.monotonic() - last_check >= POLL_S:
                     last_check = time.monotonic()
                     self._check_workers()
             except Exception:  # noqa: BLE001 - the watcher must outlive a failed look
                 if self._stop.is_set():
                     return
+
+    def _dispatch_queued(self) -> None:
+        """Submit the queued top-level jobs that have no task of this runner in flight."""
+        with _session(self.engine) as session:
+            queued = session.scalars(
+                select(Job.id)
+                .where(Job.status == JobStatus.QUEUED, Job.parent_id.is_(None))
+                .order_by(Job.id)
+            ).all()
+        for job_id in queued:
+            self.submit(job_id)
 
     def _check_workers(self) -> None:
         live = self.live_workers()

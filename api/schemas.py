@@ -26,7 +26,10 @@ class HealthOut(BaseModel):
     database: str
     device: str | None = Field(description="Inference device of the loaded model.")
     model_loaded: bool
-    runner: bool = Field(description="Whether jobs are executed by this server.")
+    runner: bool = Field(
+        description="Whether jobs are executed by this server (by its own runner, or by the "
+        "runner of `reloblur serve --workers N` that this HTTP worker belongs to)."
+    )
 
 
 # ---- tokens ----

@@ -51,6 +51,21 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; empty: CORS closed."
     )
+    token_cache_s: float = Field(
+        2.0,
+        ge=0,
+        description="Seconds a verified API token is trusted without asking the database again "
+        "(0: every request asks). A token revoked by another process (the CLI, another API "
+        "worker) stops working within this time; one revoked through this process at once.",
+    )
+    read_cache: bool = Field(
+        True,
+        description="Serve read endpoints from a cache that the database's change version keeps "
+        "exact (SQLite: data_version; PostgreSQL: change notifications, migration 0005).",
+    )
+    api_workers: int = Field(
+        1, ge=1, description="HTTP worker processes of `reloblur serve` (the job runner is one)."
+    )
 
     @property
     def resolved_database_url(self) -> str:

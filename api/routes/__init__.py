@@ -15,15 +15,15 @@ from api.routes import (
     tokens,
 )
 
-ROUTERS = [
-    tokens.router,
-    rigs.router,
-    plans.router,
+ROUTERS = [  # the most-read first: a request's path is matched router by router, in this order
     scenes.router,
     captures.router,
-    calibrations.router,
     jobs.router,
+    artefacts.router,
+    rigs.router,
+    calibrations.router,
+    tokens.router,
+    plans.router,
     deblur.router,
     checkpoints.router,
-    artefacts.router,
 ]

@@ -8,11 +8,12 @@ from typing import Annotated
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import IdPath, IdQuery, Limit, Offset, SessionDep, SettingsDep, ViewerToken
+from api.deps import DbDep, IdPath, IdQuery, Limit, Offset, SessionDep, SettingsDep, ViewerToken
 from api.routes.scenes import get_scene
 from api.schemas import ErrorOut, ProductOut
 from core.models import Frame, Product, ProductKind, Scene
@@ -55,8 +56,9 @@ def _file_response(data_dir: Path, rel: str) -> FileResponse:
 
 
 @router.get("/products", response_model=list[ProductOut], summary="List post-processing products")
-def list_products(
-    session: SessionDep,
+async def list_products(
+    request: Request,
+    db: DbDep,
     _: ViewerToken,
     scene: str | None = None,
     kind: ProductKind | None = None,
@@ -64,6 +66,11 @@ def list_products(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[ProductOut]:
+    return await db.read(request, _list_products, scene, kind, capture_id, limit, offset)
+
+
+def _list_products(session: Session, scene: str | None, kind: ProductKind | None,
+                   capture_id: int | None, limit: int, offset: int) -> list[ProductOut]:
     q = select(Product).order_by(Product.id)
     if scene is not None:
         q = q.join(Scene, Product.scene_id == Scene.id).where(Scene.name == scene)
@@ -74,7 +81,7 @@ def list_products(
     return [ProductOut.model_validate(p) for p in session.scalars(q.limit(limit).offset(offset))]
 
 
-def _product(session, product_id: int) -> Product:
+def _product(session: Session, product_id: int) -> Product:
     row = session.get(Product, product_id)
     if row is None:
         raise HTTPException(404, f"no product with id {product_id}")
@@ -84,8 +91,12 @@ def _product(session, product_id: int) -> Product:
 @router.get(
     "/products/{product_id}", response_model=ProductOut, responses=NOT_FOUND, summary="One product"
 )
-def get_product(product_id: IdPath, session: SessionDep, _: ViewerToken) -> ProductOut:
-    return ProductOut.model_validate(_product(session, product_id))
+async def get_product(
+    product_id: IdPath, request: Request, db: DbDep, _: ViewerToken
+) -> ProductOut:
+    return await db.read(
+        request, lambda session: ProductOut.model_validate(_product(session, product_id))
+    )
 
 
 @router.get(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import IdPath, IdQuery, Limit, Offset, SessionDep, ViewerToken
+from api.deps import DbDep, IdPath, IdQuery, Limit, Offset, ViewerToken
 from api.schemas import CalibrationDetail, CalibrationOut
 from core.models import Calibration
 
@@ -13,13 +14,19 @@ router = APIRouter(tags=["calibrations"])
 
 
 @router.get("/calibrations", response_model=list[CalibrationOut], summary="List calibrations")
-def list_calibrations(
-    session: SessionDep,
+async def list_calibrations(
+    request: Request,
+    db: DbDep,
     _: ViewerToken,
     camera_id: IdQuery = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[CalibrationOut]:
+    return await db.read(request, _list_calibrations, camera_id, limit, offset)
+
+
+def _list_calibrations(session: Session, camera_id: int | None, limit: int,
+                       offset: int) -> list[CalibrationOut]:
     q = select(Calibration).order_by(Calibration.id)
     if camera_id is not None:
         q = q.where(Calibration.camera_id == camera_id)
@@ -33,9 +40,13 @@ def list_calibrations(
     response_model=CalibrationDetail,
     summary="One calibration with its coefficients",
 )
-def get_calibration(
-    calibration_id: IdPath, session: SessionDep, _: ViewerToken
+async def get_calibration(
+    calibration_id: IdPath, request: Request, db: DbDep, _: ViewerToken
 ) -> CalibrationDetail:
+    return await db.read(request, _get_calibration, calibration_id)
+
+
+def _get_calibration(session: Session, calibration_id: int) -> CalibrationDetail:
     row = session.get(Calibration, calibration_id)
     if row is None:
         raise HTTPException(404, f"no calibration with id {calibration_id}")

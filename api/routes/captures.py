@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from acquisition.rig import load_rig_config
 from api.deps import (
+    DbDep,
     IdPath,
     IdQuery,
     Limit,
     Offset,
-    SessionDep,
     SettingsDep,
     ViewerToken,
 )
@@ -24,12 +30,28 @@ from api.schemas import CaptureDetail, CaptureOut, ErrorOut, JobAccepted
 from core.models import Capture, CaptureKind, CaptureStatus, JobKind, Scene
 
 router = APIRouter(tags=["captures"])
-_submit_lock = threading.Lock()  # the busy check and the new job row, one request at a time
+_submit_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_submission_at_a_time(data_dir: Path) -> Iterator[None]:
+    """The busy check and the new job row, one request at a time in every HTTP worker process
+    of this data directory (a thread lock, then an exclusive ``flock``)."""
+    lock_dir = Path(data_dir) / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with _submit_lock:
+        fd = os.open(lock_dir / "capture-submit.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
 @router.get("/captures", response_model=list[CaptureOut], summary="List captures")
-def list_captures(
-    session: SessionDep,
+async def list_captures(
+    request: Request,
+    db: DbDep,
     _: ViewerToken,
     scene: str | None = None,
     kind: CaptureKind | None = None,
@@ -38,6 +60,12 @@ def list_captures(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[CaptureOut]:
+    return await db.read(request, _list_captures, scene, kind, capture_status, rig_id, limit, offset)
+
+
+def _list_captures(session: Session, scene: str | None, kind: CaptureKind | None,
+                   capture_status: CaptureStatus | None, rig_id: int | None, limit: int,
+                   offset: int) -> list[CaptureOut]:
     q = select(Capture).order_by(Capture.id)
     if scene is not None:
         q = q.join(Scene, Capture.scene_id == Scene.id).where(Scene.name == scene)
@@ -53,7 +81,13 @@ def list_captures(
 @router.get(
     "/captures/{capture_id}", response_model=CaptureDetail, summary="One capture and its frames"
 )
-def get_capture(capture_id: IdPath, session: SessionDep, _: ViewerToken) -> CaptureDetail:
+async def get_capture(
+    capture_id: IdPath, request: Request, db: DbDep, _: ViewerToken
+) -> CaptureDetail:
+    return await db.read(request, _get_capture, capture_id)
+
+
+def _get_capture(session: Session, capture_id: int) -> CaptureDetail:
     row = session.get(Capture, capture_id)
     if row is None:
         raise HTTPException(404, f"no capture with id {capture_id}")
@@ -81,7 +115,7 @@ def _start_on_rig(kind: JobKind, body: CaptureParams | LightboxParams, settings,
             f"rig: {rig}.yaml in {settings.rigs_dir} describes rig {cfg.name!r}, not "
             f"{rig!r}: a rig file must be named after its rig (name: {rig})"
         )
-    with _submit_lock:
+    with _one_submission_at_a_time(settings.data_dir):
         ensure_rig_free(submit.session, settings, rig)
         return submit(kind, body)
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from api.deps import (
+    DbDep,
     IdPath,
     IdQuery,
     Limit,
@@ -93,8 +94,9 @@ SubmitDep = Annotated[Submitter, Depends(get_submitter)]
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="List jobs, newest first")
-def list_jobs(
-    session: SessionDep,
+async def list_jobs(
+    request: Request,
+    db: DbDep,
     _: ViewerToken,
     status: JobStatus | None = None,
     kind: JobKind | None = None,
@@ -102,6 +104,11 @@ def list_jobs(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[JobOut]:
+    return await db.read(request, _list_jobs, status, kind, parent_id, limit, offset)
+
+
+def _list_jobs(session: Session, status: JobStatus | None, kind: JobKind | None,
+               parent_id: int | None, limit: int, offset: int) -> list[JobOut]:
     rows = jobs.list_jobs(
         session, status=status, kind=kind, parent_id=parent_id, limit=limit, offset=offset
     )
@@ -109,7 +116,11 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's status, progress and result")
-def get_job(job_id: IdPath, session: SessionDep, _: ViewerToken) -> JobOut:
+async def get_job(job_id: IdPath, request: Request, db: DbDep, _: ViewerToken) -> JobOut:
+    return await db.read(request, _get_job, job_id)
+
+
+def _get_job(session: Session, job_id: int) -> JobOut:
     return JobOut.model_validate(jobs.get_job(session, job_id))
 
 

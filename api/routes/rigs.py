@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from acquisition.capture import RigBusyError, rig_lock
 from acquisition.rig import RigConfig, RigConfigError, load_rig_config
-from api.deps import SessionDep, SettingsDep, ViewerToken
+from api.deps import DbDep, SettingsDep, ViewerToken
 from api.schemas import CameraIdentity, RigCameraOut, RigIdentityOut, RigOut, SynchronizerIdentity
 from core.models import Job, JobKind, JobStatus
 from core.models import Rig as RigRow
@@ -20,6 +20,10 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["rigs"])
 
+
+RIG_STATE_MAX_AGE_S = 2.0
+"""How long a rig's cached answer may be served: its file and its lock live outside the
+database (a capture started by the CLI holds the lock), so the read cache cannot see them change."""
 
 _parsed: dict[Path, tuple[tuple[int, int], RigConfig | RigConfigError]] = {}
 """Rig files already parsed, by path: (mtime_ns, size) when parsed → config or its error."""
@@ -110,7 +114,13 @@ def _rig_out(path: Path, cfg: RigConfig, busy: bool, registered: int | None) -> 
 
 
 @router.get("/rigs", response_model=list[RigOut], summary="The rigs and whether each is busy")
-def list_rigs(session: SessionDep, settings: SettingsDep, _: ViewerToken) -> list[RigOut]:
+async def list_rigs(
+    request: Request, db: DbDep, settings: SettingsDep, _: ViewerToken
+) -> list[RigOut]:
+    return await db.read(request, _list_rigs, settings, max_age=RIG_STATE_MAX_AGE_S)
+
+
+def _list_rigs(session: Session, settings: Settings) -> list[RigOut]:
     active = active_capture_rigs(session)
     ids = dict(session.execute(select(RigRow.name, RigRow.id)).all())
     return [
@@ -120,7 +130,13 @@ def list_rigs(session: SessionDep, settings: SettingsDep, _: ViewerToken) -> lis
 
 
 @router.get("/rigs/{name}", response_model=RigOut, summary="One rig: optics, cameras, status")
-def get_rig(name: str, session: SessionDep, settings: SettingsDep, _: ViewerToken) -> RigOut:
+async def get_rig(
+    name: str, request: Request, db: DbDep, settings: SettingsDep, _: ViewerToken
+) -> RigOut:
+    return await db.read(request, _get_rig, name, settings, max_age=RIG_STATE_MAX_AGE_S)
+
+
+def _get_rig(session: Session, name: str, settings: Settings) -> RigOut:
     path, cfg = find_rig(settings, name)
     busy = name in active_capture_rigs(session) or lock_held(settings, name)
     registered = session.scalar(select(RigRow.id).where(RigRow.name == name))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.deps import Limit, Offset, SessionDep, ViewerToken
+from api.deps import DbDep, Limit, Offset, ViewerToken
 from api.schemas import CaptureOut, ProcessingRunOut, ProductOut, SceneDetail, SceneOut
 from core.models import Capture, CaptureKind, ProcessingRun, Product, Scene
 
@@ -35,12 +35,17 @@ def _counts(session: Session, scene_ids: list[int]) -> dict[int, tuple[int, int]
 
 
 @router.get("/scenes", response_model=list[SceneOut], summary="List scenes")
-def list_scenes(
-    session: SessionDep,
+async def list_scenes(
+    request: Request,
+    db: DbDep,
     _: ViewerToken,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[SceneOut]:
+    return await db.read(request, _list_scenes, limit, offset)
+
+
+def _list_scenes(session: Session, limit: int, offset: int) -> list[SceneOut]:
     scenes = list(session.scalars(select(Scene).order_by(Scene.id).limit(limit).offset(offset)))
     counts = _counts(session, [s.id for s in scenes])
     return [
@@ -52,7 +57,11 @@ def list_scenes(
 
 
 @router.get("/scenes/{name}", response_model=SceneDetail, summary="One scene in full")
-def scene_detail(name: str, session: SessionDep, _: ViewerToken) -> SceneDetail:
+async def scene_detail(name: str, request: Request, db: DbDep, _: ViewerToken) -> SceneDetail:
+    return await db.read(request, _scene_detail, name)
+
+
+def _scene_detail(session: Session, name: str) -> SceneDetail:
     scene = get_scene(session, name)
     total, pairs = _counts(session, [scene.id]).get(scene.id, (0, 0))
     captures = session.scalars(

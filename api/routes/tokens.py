@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from api import auth
-from api.deps import AdminToken, IdPath, SessionDep, ViewerToken
+from api.deps import AdminToken, DbDep, IdPath, SessionDep, ViewerToken
 from api.schemas import TokenCreate, TokenCreated, TokenOut
 
 router = APIRouter(tags=["tokens"])
 
 
 @router.get("/me", response_model=TokenOut, summary="The token making this request")
-def me(token: ViewerToken) -> TokenOut:
+async def me(token: ViewerToken) -> TokenOut:
     return TokenOut.model_validate(token)
 
 
 @router.get("/tokens", response_model=list[TokenOut], summary="List API tokens (admin)")
-def list_tokens(session: SessionDep, _: AdminToken) -> list[TokenOut]:
-    return [TokenOut.model_validate(t) for t in auth.list_tokens(session)]
+async def list_tokens(db: DbDep, _: AdminToken) -> list[TokenOut]:
+    return await db.run(lambda session: [TokenOut.model_validate(t) for t in auth.list_tokens(session)])
 
 
 @router.post(
@@ -34,7 +34,12 @@ def create_token(body: TokenCreate, session: SessionDep, _: AdminToken) -> Token
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, summary="Revoke an API token (admin)")
-def revoke_token(token_id: IdPath, session: SessionDep, _: AdminToken) -> TokenOut:
+def revoke_token(
+    token_id: IdPath, session: SessionDep, request: Request, _: AdminToken
+) -> TokenOut:
+    """Takes effect at once in this process; in other API processes within
+    ``settings.token_cache_s``."""
     row = auth.revoke_token(session, token_id)
     session.commit()
+    request.app.state.token_cache.forget(token_id)
     return TokenOut.model_validate(row)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import httpx
 import numpy as np
@@ -264,8 +266,14 @@ def test_token_cli_and_cors_closed(tmp_path, start_server, monkeypatch):
         assert CliRunner().invoke(cli, ["token", "revoke", str(tid)]).exit_code == 0
     finally:
         get_settings.cache_clear()
+    # Revoked by another process: refused within token_cache_s (the server's token cache).
+    revoked_at = time.monotonic()
     with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {secret}"}) as c:
+        while c.get("/api/v1/me").status_code == 200:
+            assert time.monotonic() - revoked_at <= live.settings.token_cache_s + 0.5
+            time.sleep(0.05)
         assert c.get("/api/v1/me").status_code == 401
+        assert c.get("/api/v1/scenes").status_code == 401
 
 
 def test_uploaded_image_is_deblurred_by_the_runner(tmp_path, start_server):

@@ -221,3 +221,28 @@ def test_cli_masks_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 1
     assert "lab:***@127.0.0.1:1/x" in result.output
     assert "s3cret" not in result.output
+
+
+@pytest.mark.postgres
+def test_every_table_notifies_the_read_cache_on_postgresql(postgres_url: str) -> None:
+    """Each application table has the statement trigger of migration 0005 (a table added later
+    without it would let the API's read cache serve answers its changes made stale)."""
+    from sqlalchemy import text
+
+    from api.readcache import CHANNEL
+
+    migrate.upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as c:
+            triggered = set(c.execute(text(
+                "SELECT event_object_table FROM information_schema.triggers "
+                "WHERE trigger_schema = current_schema() AND trigger_name LIKE '%_notify_change'"
+            )).scalars())
+            source = c.execute(text(
+                "SELECT prosrc FROM pg_proc WHERE proname = 'reloblur_notify_change'"
+            )).scalar()
+        assert triggered == set(MODEL_TABLES)
+        assert CHANNEL in source
+    finally:
+        engine.dispose()
