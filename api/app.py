@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +39,7 @@ from core.db import make_engine, session_factory
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("reloblur.audit")
 
 API_PREFIX = "/api/v1"
 
@@ -80,7 +82,7 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] in WritesInvalidateMiddleware.SAFE:
+        if scope["type"] != "http" or scope["method"] in WriteRequestsMiddleware.SAFE:
             await self.app(scope, receive, send)  # no route of those methods reads a body
             return
         for name, value in scope.get("headers", []):
@@ -115,9 +117,12 @@ class BodyLimitMiddleware:
                 await self._send_413(send)
 
 
-class WritesInvalidateMiddleware:
-    """Every request other than GET, HEAD or OPTIONS may have written: when its answer starts
-    (the route has committed by then), the app's read cache is told (``ReadCache.bump``)."""
+class WriteRequestsMiddleware:
+    """Every request other than GET, HEAD or OPTIONS may write. When its answer starts (the
+    route has committed by then) the app's read cache is told (``ReadCache.bump``); when it
+    ends, one line goes to the ``reloblur.audit`` log: method, path, status, the caller's
+    token (name, id and role) and the time taken. Reads are not logged unless the access log
+    is on (``reloblur serve --access-log``)."""
 
     SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -128,14 +133,23 @@ class WritesInvalidateMiddleware:
         if scope["type"] != "http" or scope["method"] in self.SAFE:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        status = [500]
 
         async def bumping_send(message: dict) -> None:
-            cache = getattr(self.state, "read_cache", None)
-            if message["type"] == "http.response.start" and cache is not None:
-                cache.bump()
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                cache = getattr(self.state, "read_cache", None)
+                if cache is not None:
+                    cache.bump()
             await send(message)
 
-        await self.app(scope, receive, bumping_send)
+        try:
+            await self.app(scope, receive, bumping_send)
+        finally:
+            caller = scope.get("state", {}).get("caller", "no valid token")
+            audit.info("%s %s -> %d by %s in %.0f ms", scope["method"], scope["path"],
+                       status[0], caller, (time.perf_counter() - started) * 1000)
 
 
 class CachedReadMiddleware:
@@ -326,7 +340,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     app.add_middleware(CachedReadMiddleware, state=app.state)
-    app.add_middleware(WritesInvalidateMiddleware, state=app.state)
+    app.add_middleware(WriteRequestsMiddleware, state=app.state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.max_upload_mb * (1 << 20)))
     if settings.cors_origins:
         app.add_middleware(

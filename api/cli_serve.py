@@ -27,8 +27,11 @@ def serve(
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="HTTP worker processes (default: RELOBLUR_API_WORKERS)."
     ),
-    access_log: bool = typer.Option(
-        True, "--access-log/--no-access-log", help="Log one line per request (uvicorn's)."
+    access_log: bool | None = typer.Option(
+        None,
+        "--access-log/--no-access-log",
+        help="Log one line per request, reads included (uvicorn's; default: "
+        "RELOBLUR_ACCESS_LOG, off). Requests that may write are always logged.",
     ),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /api/v1/docs) with its job runner."""
@@ -46,7 +49,7 @@ def serve(
             host=host or settings.api_host,
             port=settings.api_port if port is None else port,
             workers=workers or settings.api_workers,
-            access_log=access_log,
+            access_log=settings.access_log if access_log is None else access_log,
         )
     except (ServeError, OSError) as exc:
         raise fail(f"cannot serve: {exc}") from None

@@ -253,10 +253,12 @@ async def current_token(
 
     hit = cache.get(key)
     if hit is None:
-        return await db.single_flight.run(("token", key), verify)
-    token, age = hit
-    if age > cache.ttl_s / 2:
-        db.in_background(("token", key), verify)
+        token = await db.single_flight.run(("token", key), verify)
+    else:
+        token, age = hit
+        if age > cache.ttl_s / 2:
+            db.in_background(("token", key), verify)
+    request.state.caller = f"token {token.id} {token.name!r} ({Role(token.role).value})"
     return token
 
 

@@ -17,6 +17,13 @@
   connections: measured here, 50 clients then ran at 1,900 or 3,400 requests/s depending on
   how the connections happened to fall.) Hence a fixed port (not 0) when ``workers > 1``.
 
+Logging: uvicorn's, plus the project's loggers at INFO with timestamps (:func:`log_config`):
+the audit line of every request that may write (``reloblur.audit``, see
+``api.app.WriteRequestsMiddleware``), the job runner, model loading. uvicorn's access log (a
+line per request, reads included) is off unless asked for (``--access-log``,
+``RELOBLUR_ACCESS_LOG``), as in gunicorn: at thousands of reads a second its formatting and
+writes cost about a quarter of the throughput (measured with ``benchmarks/bench_api.py``).
+
 In every HTTP process the interpreter is tuned for serving once the app is built
 (:func:`tune_interpreter`): what exists then (modules, the app, the ORM's mappers) is frozen
 out of garbage collection and the youngest generation is collected less often (full
@@ -26,8 +33,10 @@ runs a query hands the interpreter back to the event loop after 1 ms instead of 
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
+import logging.config
 import multiprocessing
 import signal
 import socket
@@ -54,6 +63,33 @@ def tune_interpreter() -> None:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # The logging HOWTO's "Optimization": no caller lookup (a stack walk per record) and no
+    # thread or process names, which no format of ours or uvicorn's prints; the access log
+    # writes a record per request.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
+PROJECT_LOGGERS = ("api", "core", "acquisition", "postprocess", "deblur", "hardware_sim",
+                   "reloblur")
+"""Loggers of the project that ``reloblur serve`` shows (INFO and above, on stderr)."""
+
+
+def log_config() -> dict:
+    """uvicorn's logging configuration plus the project's loggers, with timestamps: the audit
+    log of write requests (``reloblur.audit``), the job runner, model loading."""
+    import uvicorn.config
+
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["reloblur"] = {
+        "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["reloblur"] = {
+        "class": "logging.StreamHandler", "formatter": "reloblur", "stream": "ext://sys.stderr"}
+    for name in PROJECT_LOGGERS:
+        config["loggers"][name] = {"handlers": ["reloblur"], "level": "INFO", "propagate": False}
+    return config
 
 
 def worker_app():
@@ -87,7 +123,8 @@ def http_worker(host: str, port: int, access_log: bool) -> None:
     import uvicorn
 
     sock = reuse_port_socket(host, port)
-    config = uvicorn.Config(worker_app, factory=True, log_level="info", access_log=access_log)
+    config = uvicorn.Config(worker_app, factory=True, log_level="info", access_log=access_log,
+                            log_config=log_config())
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -100,10 +137,12 @@ def serve(settings: Settings, host: str, port: int, workers: int, access_log: bo
 
         app = create_app(settings)
         tune_interpreter()
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log,
+                    log_config=log_config())
         return
     if port == 0:
         raise ServeError("several HTTP workers need a fixed port, not 0")
+    logging.config.dictConfig(log_config())
     reuse_port_socket(host, port).close()  # fail here, clearly, when the address is taken
     from api.jobrunner import JobRunner
 

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url", default=None)
     p.add_argument("--workers", type=int, default=2, help="HTTP worker processes of serve")
     p.add_argument("--runs", type=int, default=3, help="closed-loop runs (after a warm-up)")
-    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="uvicorn's access log (one line per request, to a file here)")
     args = p.parse_args(argv)
 

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         description="Serve read endpoints from a cache that the database's change version keeps "
         "exact (SQLite: data_version; PostgreSQL: change notifications, migration 0005).",
     )
+    access_log: bool = Field(
+        False, description="uvicorn's access log in `reloblur serve` (a line per request, reads "
+        "included); write requests are always logged (reloblur.audit)."
+    )
     api_workers: int = Field(
         1, ge=1, description="HTTP worker processes of `reloblur serve` (the job runner is one)."
     )

@@ -395,3 +395,25 @@ def test_deblur_preview_of_a_dng(tmp_path, start_server):
         )
         assert r.status_code == 413 and "/api/v1/deblur/uploads" in r.json()["detail"]
     assert live.uploads() == []
+
+
+def test_requests_that_may_write_are_audited(live, caplog):
+    """One ``reloblur.audit`` line per non-GET request: method, path, status and the caller's
+    token, refused requests included; reads are not logged."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="reloblur.audit")
+    with live.client("operator") as c:
+        assert c.post("/api/v1/jobs/reprocess", json={}).status_code == 202
+        assert c.get("/api/v1/jobs").status_code == 200
+    assert httpx.post(f"{live.url}/api/v1/jobs/reprocess", json={}).status_code == 401
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [r.getMessage() for r in caplog.records if r.name == "reloblur.audit"]
+        if len(lines) >= 2:
+            break
+        time.sleep(0.02)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("POST /api/v1/jobs/reprocess -> 202 by token ")
+    assert "'test-operator' (operator)" in lines[0]
+    assert lines[1].startswith("POST /api/v1/jobs/reprocess -> 401 by no valid token")

@@ -109,7 +109,10 @@ def test_two_http_workers_beside_one_runner(tmp_path):
             server.kill()
             server.wait()
         log.close()
-    print((tmp_path / "serve.log").read_text()[-2000:])
+    logged = (tmp_path / "serve.log").read_text()
+    # the project's loggers are on: the audit line of the write, with its caller
+    assert "reloblur.audit: POST /api/v1/jobs/reprocess -> 202 by token 1 't' (operator)" in logged
+    assert '"GET /api/v1/scenes' not in logged  # no access log unless asked for
 
 
 def test_several_workers_need_a_fixed_port(tmp_path):
