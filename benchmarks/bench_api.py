@@ -30,6 +30,7 @@ recorded → claimed by a Dask worker).
     .venv/bin/python benchmarks/bench_api.py                 # ~3 min
     .venv/bin/python benchmarks/bench_api.py --workers 1     # one process: HTTP and runner
     .venv/bin/python benchmarks/bench_api.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+        # (in a schema of its own, dropped at the end)
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -61,6 +64,29 @@ READS = (
     "/api/v1/rigs",
 )
 TARGET_P99_MS = 25.0
+
+
+def fresh_schema(url: str, cleanup: ExitStack) -> str:
+    """``url`` in a new schema of its own (PostgreSQL), dropped when ``cleanup`` closes; other
+    URLs unchanged. The benchmark leaves nothing in the database it was pointed at."""
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.pool import NullPool
+
+    if make_url(url).get_backend_name() != "postgresql":
+        return url
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, poolclass=NullPool)
+    with admin.begin() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.begin() as c:
+            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    cleanup.callback(drop)
+    return (make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False))
 
 
 def free_port() -> int:
@@ -165,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="uvicorn's access log (one line per request, to a file here)")
     args = p.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp, ExitStack() as cleanup:
         port = free_port()
         env = {
             **os.environ,
@@ -175,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         env.pop("RELOBLUR_DASK_SCHEDULER", None)
         if args.database_url:
-            env["RELOBLUR_DATABASE_URL"] = args.database_url
+            env["RELOBLUR_DATABASE_URL"] = fresh_schema(args.database_url, cleanup)
         reloblur(env, "db", "upgrade")
         reloblur(env, "capture-lightbox", "--rig", str(ROOT / "configs" / "rigs" / "twin.yaml"),
                  "--exposure-ms", "1.8", "--nd", "0.125")
