@@ -2,11 +2,20 @@
 
 Four models are trained for the same number of steps from the experiment configs in
 ``configs/`` (``lbag``, ``lbag_no_gate``, ``lbag_no_bapc``, ``mimo_unet``; their loss weights,
-BAPC probability and flips are kept) on pairs that the rig's digital twin renders on the fly
-(presets ``ball`` and ``car``, several seeds). They are then scored on a scene-disjoint test
-split (preset ``pedestrian``, written once in ReLoBlur's layout by ``export_twin_dataset``) with
-the paper's Table 1 columns (PSNR, SSIM, PSNRw, SSIMw, PSNRa; 8-bit quantised first, as the
-released evaluation does). The blurred input, scored the same way, is the floor.
+BAPC probability and flips are kept) on pairs that the rig's digital twin renders on the fly:
+one random scene per seed (``hardware_sim.scene_sampler.random_scene``: a ball, horse or
+motorcycle over one of four backgrounds, with random distance, size, path, speed and
+exposures), never showing the pedestrian. They are then scored on a scene-disjoint test split
+(preset ``pedestrian``, an object no training scene holds, written once in ReLoBlur's layout by
+``export_twin_dataset``) with the paper's Table 1 columns (PSNR, SSIM, PSNRw, SSIMw, PSNRa;
+8-bit quantised first, as the released evaluation does). The blurred input, scored the same
+way, is the floor. A second table scores held-out random scenes (seeds the training never
+drew: known objects and backgrounds in new places) to separate "has learnt to deblur" from
+"has learnt the training scenes".
+
+Why random scenes: trained on the two fixed presets ``ball`` and ``car``, a reduced MIMO-UNet
+gained 7 dB PSNRw on unseen seeds of those scenes after 1,500 steps and lost 1.2 dB on the
+pedestrian: it had learnt the scenes, not the deblurring.
 
 On a CUDA GPU the issue asks for ≥ 20k steps each at the released sizes::
 
@@ -50,8 +59,12 @@ VARIANTS = (
     ("LBAG w/o BAPC", "lbag_no_bapc", 20),
     ("LBAG", "lbag", 20),
 )
-TRAIN_PRESETS = ["ball", "car"]
+TRAIN_PRESETS = ["random"]
 TEST_PRESETS = ["pedestrian"]
+#: Kept out of the training scenes, so that the pedestrian test scene is scene-disjoint.
+EXCLUDED_ASSETS = ["pedestrian"]
+#: First seed of the held-out random scenes (training uses seeds 0 … --train-seeds − 1).
+HELD_OUT_SEED = 100
 
 
 def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace, out: Path):
@@ -71,6 +84,9 @@ def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace
             "seeds": list(range(args.train_seeds)),
             "pairs_per_scene": args.pairs,
             "noise_sigma": args.noise_sigma,
+            "exclude_assets": EXCLUDED_ASSETS,
+            # Every training pair rendered once and kept: 28·W·H bytes each.
+            "cache_pairs": len(TRAIN_PRESETS) * args.train_seeds * args.pairs,
             "val_presets": TEST_PRESETS,
             "val_seeds": [100],
             "val_pairs": 1,
@@ -117,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-res", default=None, help="ResBlocks per stage for every model, or 'full'")
     p.add_argument("--width", type=int, default=384)
     p.add_argument("--height", type=int, default=256)
-    p.add_argument("--train-seeds", type=int, default=4, help="seeds per training preset")
-    p.add_argument("--pairs", type=int, default=6, help="pairs per training scene")
+    p.add_argument("--train-seeds", type=int, default=48, help="random training scenes")
+    p.add_argument("--pairs", type=int, default=2, help="pairs per training scene")
     p.add_argument("--test-scenes", type=int, default=3, help="test scenes (seeds of the test preset)")
     p.add_argument("--test-pairs", type=int, default=4)
     p.add_argument("--noise-sigma", type=float, default=0.0)
@@ -128,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "var" / "paper_comparison")
     p.add_argument("--quick", action="store_true", help="smoke run: 20 steps, small images")
     p.add_argument("--only", default=None, help="comma-separated config names to (re)train")
+    p.add_argument("--variants", default=None,
+                   help="comma-separated config names to run (default: all four; LBAG always)")
     args = p.parse_args(argv)
     if args.quick:
         args.width, args.height, args.test_pairs, args.test_scenes = 192, 128, 2, 1
-        args.patch, args.pairs, args.train_seeds = 64, 2, 2
+        args.patch, args.pairs, args.train_seeds = 64, 2, 3
     if args.steps is None:
         args.steps = 20 if args.quick else 400
     args.out.mkdir(parents=True, exist_ok=True)
@@ -142,13 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     export_twin_dataset(
         test_root, presets=TRAIN_PRESETS + TEST_PRESETS, n_scenes=args.test_scenes,
         pairs=args.test_pairs, width=args.width, height=args.height, test_presets=TEST_PRESETS,
-        seed=100, noise_sigma=args.noise_sigma, overwrite=True,
+        seed=HELD_OUT_SEED, noise_sigma=args.noise_sigma, overwrite=True,
+        exclude_assets=EXCLUDED_ASSETS,
     )
     test = ReLoBlurDataset(test_root, split="test")
+    held_out = ReLoBlurDataset(test_root, split="train")  # random scenes the training never drew
     only = None if args.only is None else set(args.only.split(","))
 
-    results: dict[str, dict] = {"blurred input": {"mean": average_metrics(score(None, test, "cpu"))}}
+    results: dict[str, dict] = {"blurred input": {
+        "mean": average_metrics(score(None, test, "cpu")),
+        "held_out_mean": average_metrics(score(None, held_out, "cpu")),
+    }}
+    wanted = None if args.variants is None else set(args.variants.split(",")) | {"lbag"}
     for label, config_name, full_num_res in VARIANTS:
+        if wanted is not None and config_name not in wanted:
+            continue
         cfg = variant_config(config_name, full_num_res, args, args.out)
         if only is None or config_name in only or not find_checkpoints(cfg.out_dir):
             t0 = time.perf_counter()
@@ -160,10 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         model, meta = load_checkpoint(find_checkpoints(cfg.out_dir)[-1], device=args.device)
         device = str(next(model.parameters()).device)
         rows = score(model, test, device)
+        held_out_rows = score(model, held_out, device)
         n_params = sum(p.numel() for p in model.parameters())
         results[label] = {
             "config": config_name, "num_res": cfg.model_kwargs["num_res"], "params": n_params,
             "steps": cfg.total_steps, **info, "images": rows, "mean": average_metrics(rows),
+            "held_out_images": held_out_rows, "held_out_mean": average_metrics(held_out_rows),
         }
         del model
         if torch.cuda.is_available():
@@ -171,10 +199,14 @@ def main(argv: list[str] | None = None) -> int:
 
     table_rows = [{"name": k, **v["mean"]} for k, v in results.items()]
     table = format_table(table_rows, ["name", *METRIC_KEYS])
+    held_out_table = format_table(
+        [{"name": k, **v["held_out_mean"]} for k, v in results.items()], ["name", *METRIC_KEYS]
+    )
     first = results["LBAG"]
     scale = (
-        f"{len(test)} test pairs ({', '.join(TEST_PRESETS)}, scene-disjoint from the training "
-        f"presets {', '.join(TRAIN_PRESETS)}) at {args.width}x{args.height}; {first['steps']} steps "
+        f"{len(test)} test pairs ({', '.join(TEST_PRESETS)}, scene-disjoint from the "
+        f"{args.train_seeds} random training scenes x {args.pairs} pairs, which never show "
+        f"{', '.join(EXCLUDED_ASSETS)}) at {args.width}x{args.height}; {first['steps']} steps "
         f"per model, batch {args.batch} x {args.patch}^2, lr {args.lr:g} halved at step "
         f"{(3 * args.steps) // 4}; ResBlocks per stage: "
         + ", ".join(f"{k} {v['num_res']}" for k, v in results.items() if "num_res" in v)
@@ -189,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         "### The paper's comparison on twin data" + ("" if full else " (REDUCED SCALE)"),
         "",
         table,
+        "",
+        f"Held-out random scenes ({len(held_out)} pairs, seeds {HELD_OUT_SEED}+: objects and "
+        "backgrounds seen in training, new paths, speeds and exposures):",
+        "",
+        held_out_table,
         "",
         f"Scale: {scale}.",
         f"Training speed: {speed}.",

@@ -418,8 +418,18 @@ class TwinPairDataset(Dataset):
     adds Gaussian noise (sRGB units) to the blurred image only, keyed by ``(noise_seed, i)``,
     then clips to [0, 1]. Everything is deterministic for given arguments.
 
+    The preset name ``"random"`` stands for a different scene per seed
+    (:func:`hardware_sim.scene_sampler.random_scene`: background, moving object, path, speed
+    and exposures drawn from the seed; ``exclude_assets`` keeps assets such as ``pedestrian``
+    out of them so that a preset made of those stays scene-disjoint). Training on many random
+    scenes rather than the two or three fixed presets keeps a model from learning the scenes
+    instead of the deblurring.
+
     Each worker caches up to ``cache_twins`` ``RigTwin`` objects (building one costs ~50 ms at
-    small sizes, more at full size).
+    small sizes, more at full size) and, when ``cache_pairs`` > 0, the ``cache_pairs`` most
+    recently rendered pairs (rendering one costs ~35 ms at 384×256 on one core; a pair is
+    ``28·W·H`` bytes, 2.6 MB at 384×256). Rendering is deterministic, so a cached pair equals a
+    fresh one; cached arrays are read-only.
     """
 
     def __init__(
@@ -432,7 +442,10 @@ class TwinPairDataset(Dataset):
         noise_sigma: float = 0.0,
         noise_seed: int = 0,
         cache_twins: int = 4,
+        cache_pairs: int = 0,
+        exclude_assets: Sequence[str] = (),
     ) -> None:
+        from hardware_sim.scene_sampler import RANDOM_PRESET, random_scene
         from hardware_sim.spec import load_preset, with_sensor_size
 
         if not presets:
@@ -443,6 +456,8 @@ class TwinPairDataset(Dataset):
             raise ValueError(f"pairs_per_scene must be ≥ 1, got {pairs_per_scene}")
         if noise_sigma < 0:
             raise ValueError(f"noise_sigma must be ≥ 0, got {noise_sigma}")
+        if cache_pairs < 0:
+            raise ValueError(f"cache_pairs must be ≥ 0, got {cache_pairs}")
         self.presets = tuple(presets)
         self.seeds = tuple(int(s) for s in seeds)
         self.pairs_per_scene = int(pairs_per_scene)
@@ -450,8 +465,17 @@ class TwinPairDataset(Dataset):
         self.noise_sigma = float(noise_sigma)
         self.noise_seed = int(noise_seed)
         self.cache_twins = max(1, int(cache_twins))
-        # Validate the presets and sizes up front (named errors from hardware_sim.spec).
-        self._specs = {p: with_sensor_size(load_preset(p), self.width, self.height) for p in self.presets}
+        self.cache_pairs = int(cache_pairs)
+        self._pairs: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self.exclude_assets = tuple(exclude_assets)
+        # Validate the presets, sizes and exclusions up front (named errors from hardware_sim).
+        self._specs: dict[tuple[str, int], Any] = {}
+        for p in self.presets:
+            fixed = None if p == RANDOM_PRESET else with_sensor_size(load_preset(p), self.width, self.height)
+            for seed in self.seeds:
+                self._specs[(p, seed)] = fixed if fixed is not None else with_sensor_size(
+                    random_scene(seed, self.exclude_assets), self.width, self.height
+                )
         self._twins: OrderedDict[tuple[str, int], Any] = OrderedDict()
 
     def __len__(self) -> int:
@@ -482,7 +506,7 @@ class TwinPairDataset(Dataset):
         key = (preset, seed)
         twin = self._twins.get(key)
         if twin is None:
-            twin = RigTwin(self._specs[preset], seed)
+            twin = RigTwin(self._specs[(preset, seed)], seed)
             self._twins[key] = twin
             while len(self._twins) > self.cache_twins:
                 self._twins.popitem(last=False)
@@ -492,6 +516,22 @@ class TwinPairDataset(Dataset):
 
     def load_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         """``(blur H×W×3 float32 sRGB [0,1], sharp H×W×3, mask H×W bool, id)``."""
+        self.locate(index)  # IndexError when out of range
+        index %= len(self)
+        cached = self._pairs.get(index)
+        if cached is not None:
+            self._pairs.move_to_end(index)
+            return (*cached, self.sample_id(index))
+        blur, sharp, mask = self._render(index)
+        if self.cache_pairs > 0:
+            for a in (blur, sharp, mask):
+                a.setflags(write=False)
+            self._pairs[index] = (blur, sharp, mask)
+            while len(self._pairs) > self.cache_pairs:
+                self._pairs.popitem(last=False)
+        return blur, sharp, mask, self.sample_id(index)
+
+    def _render(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         preset, seed, k = self.locate(index)
         shot = self._twin(preset, seed).pair(k, self.pairs_per_scene)
         blur = encode_srgb(shot.blurred_linear)
@@ -500,7 +540,7 @@ class TwinPairDataset(Dataset):
             rng = np.random.default_rng([self.noise_seed, index % len(self)])
             noise = rng.standard_normal(blur.shape, dtype=np.float32) * np.float32(self.noise_sigma)
             blur = np.clip(blur + noise, 0.0, 1.0).astype(np.float32)
-        return blur, sharp, np.asarray(shot.mask, dtype=bool), self.sample_id(index)
+        return blur, sharp, np.array(shot.mask, dtype=bool)
 
     def __getitem__(self, index: int) -> dict:
         blur, sharp, mask, sid = self.load_arrays(index)
@@ -510,6 +550,7 @@ class TwinPairDataset(Dataset):
         # Workers start with an empty cache (twins hold large arrays).
         state = self.__dict__.copy()
         state["_twins"] = OrderedDict()
+        state["_pairs"] = OrderedDict()
         return state
 
 
@@ -540,13 +581,15 @@ def export_twin_dataset(
     noise_sigma: float = 0.0,
     overwrite: bool = False,
     progress: bool = False,
+    exclude_assets: Sequence[str] = (),
 ) -> dict:
     """Render twin pairs and write them in the ReLoBlur layout under ``out_root``.
 
     ``presets``: every preset used; ``test_presets`` (a non-empty proper subset, default the
     last preset) go to ``test``, the others to ``train``: the splits are scene-disjoint (a
     preset's content is fixed; seeds only change camera responses, misalignment and trigger
-    jitter, so two seeds of one preset count as the same scene). Each preset gives ``n_scenes``
+    jitter, so two seeds of one preset count as the same scene; the preset ``"random"`` is a new
+    scene per seed, without ``exclude_assets``, see :class:`TwinPairDataset`). Each preset gives ``n_scenes``
     scene folders ``<preset>_s<seed>`` (seeds ``seed … seed + n_scenes − 1``), each one sequence
     ``00`` of ``pairs`` pairs ``<idx>`` = ``00000, 00001, …``. Images: 8-bit sRGB PNG (the
     :class:`TwinPairDataset` images, rounded); masks: 0/255 single-channel PNG.
@@ -583,7 +626,8 @@ def export_twin_dataset(
     with tqdm(total=total, desc="export twin pairs", unit="pair", disable=not progress) as bar:
         for preset in presets:
             split = "test" if preset in test else "train"
-            ds = TwinPairDataset([preset], width, height, seeds, pairs, noise_sigma, noise_seed=seed)
+            ds = TwinPairDataset([preset], width, height, seeds, pairs, noise_sigma, noise_seed=seed,
+                                 exclude_assets=exclude_assets)
             for i in range(len(ds)):
                 blur, sharp, mask, sid = ds.load_arrays(i)
                 scene, seq, idx = sid.split("/")

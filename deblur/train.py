@@ -113,7 +113,11 @@ class DataConfig(_Strict):
     ``source: twin``: :class:`deblur.data.TwinPairDataset` pairs at ``width``×``height`` from
     ``presets`` × ``seeds`` × ``pairs_per_scene`` (optional ``noise_sigma`` on the blurred
     input); validation on ``val_presets`` × ``val_seeds`` × ``val_pairs`` (keep them disjoint
-    from the training presets for a scene-disjoint validation).
+    from the training presets for a scene-disjoint validation). ``cache_pairs`` > 0 keeps that
+    many rendered training pairs per data-loader worker (``28·width·height`` bytes each) instead
+    of re-rendering a pair for every patch; 0 (the default) renders every time. The preset
+    ``random`` is a different random scene per seed, without the assets in ``exclude_assets``
+    (:func:`hardware_sim.scene_sampler.random_scene`).
     """
 
     source: Literal["reloblur", "twin"] = "reloblur"
@@ -127,6 +131,8 @@ class DataConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3])
     pairs_per_scene: int = Field(8, ge=1)
     noise_sigma: float = Field(0.0, ge=0.0, le=1.0)
+    cache_pairs: int = Field(0, ge=0)
+    exclude_assets: list[str] = Field(default_factory=list)
     val_presets: list[str] = Field(default_factory=lambda: ["pedestrian"])
     val_seeds: list[int] = Field(default_factory=lambda: [0])
     val_pairs: int = Field(2, ge=1)
@@ -391,7 +397,10 @@ def _datasets(cfg: TrainConfig):
         if cfg.val_every > 0 and cfg.val_images > 0:
             val_ds = ReLoBlurDataset(d.root, d.val_split, on_bad=d.on_bad)
     else:
-        train_ds = TwinPairDataset(d.presets, d.width, d.height, d.seeds, d.pairs_per_scene, d.noise_sigma, cfg.seed)
+        train_ds = TwinPairDataset(
+            d.presets, d.width, d.height, d.seeds, d.pairs_per_scene, d.noise_sigma, cfg.seed,
+            cache_pairs=d.cache_pairs, exclude_assets=d.exclude_assets,
+        )
         val_ds = None
         if cfg.val_every > 0 and cfg.val_images > 0 and d.val_presets:
             val_ds = TwinPairDataset(d.val_presets, d.width, d.height, d.val_seeds, d.val_pairs)

@@ -274,6 +274,47 @@ def test_twin_pair_dataset_deterministic_srgb_and_noise():
     np.testing.assert_allclose(encode_srgb(np.array([0.001, 0.5, 2.0])), [0.01292, 0.735357, 1.0], atol=1e-5)
 
 
+def test_twin_pair_cache_returns_the_rendered_pair_read_only():
+    """``cache_pairs`` keeps the newest rendered pairs: a cached pair equals a fresh render,
+    cannot be modified in place, and the cache stays within its size (and is not pickled)."""
+    import pickle
+
+    fresh = TwinPairDataset(["ball", "car"], W, H, seeds=[0], pairs_per_scene=2, noise_sigma=0.01)
+    cached = TwinPairDataset(["ball", "car"], W, H, seeds=[0], pairs_per_scene=2, noise_sigma=0.01,
+                             cache_pairs=2)
+    for i in (0, 3, 0, 1, 2, -1):
+        a, b = fresh.load_arrays(i), cached.load_arrays(i)
+        for x, y in zip(a[:3], b[:3], strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert a[3] == b[3]
+    assert list(cached._pairs) == [2, 3]
+    blur = cached.load_arrays(3)[0]
+    with pytest.raises(ValueError, match="read-only"):
+        blur[0, 0, 0] = 0.5
+    assert len(pickle.loads(pickle.dumps(cached))._pairs) == 0
+    with pytest.raises(IndexError):
+        cached.load_arrays(4)
+    with pytest.raises(ValueError, match="cache_pairs"):
+        TwinPairDataset(["ball"], W, H, cache_pairs=-1)
+
+
+def test_twin_random_preset_is_a_new_scene_per_seed_without_excluded_assets():
+    from hardware_sim.scene_sampler import random_scene
+    from hardware_sim.spec import with_sensor_size
+    from hardware_sim.twin import RigTwin
+
+    ds = TwinPairDataset(["random", "car"], W, H, seeds=[0, 3], pairs_per_scene=1,
+                         exclude_assets=["pedestrian"])
+    assert ds.ids == ["random_s0/00/00000", "random_s3/00/00000", "car_s0/00/00000", "car_s3/00/00000"]
+    r0, r1 = ds.load_arrays(0), ds.load_arrays(1)
+    assert float(np.abs(r0[1] - r1[1]).mean()) > 0.05  # different backgrounds, not just responses
+    shot = RigTwin(with_sensor_size(random_scene(3, ["pedestrian"]), W, H), 3).pair(0, 1)
+    np.testing.assert_array_equal(r1[0], encode_srgb(shot.blurred_linear))
+    np.testing.assert_array_equal(r1[2], shot.mask)
+    with pytest.raises(ValueError, match="unknown asset"):
+        TwinPairDataset(["random"], W, H, exclude_assets=["unicorn"])
+
+
 def test_patch_sampling_is_step_determined(exported):
     ds = ReLoBlurDataset(exported, "train")
     patches = PatchDataset(ds, patch_size=32, p_blur=0.5)

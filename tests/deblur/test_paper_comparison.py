@@ -23,11 +23,14 @@ def test_smoke_run_writes_the_table(tmp_path: Path):
     script = _script()
     assert script.main(["--quick", "--steps", "3", "--batch", "2", "--device", "cpu",
                         "--out", str(tmp_path)]) == 0
-    table = (tmp_path / "table.md").read_text()
-    assert "(REDUCED SCALE)" in table
-    rows = [line.split("|")[1].strip() for line in table.splitlines()
-            if line.startswith("| ") and not line.startswith("| name") and "---" not in line]
-    assert rows == ["blurred input", "MIMO-UNet", "LBAG w/o gate", "LBAG w/o BAPC", "LBAG"]
+    text = (tmp_path / "table.md").read_text()
+    assert "(REDUCED SCALE)" in text
+    main_table, held_out_table = text.split("Held-out random scenes")
+    expected = ["blurred input", "MIMO-UNet", "LBAG w/o gate", "LBAG w/o BAPC", "LBAG"]
+    for table in (main_table, held_out_table):
+        rows = [line.split("|")[1].strip() for line in table.splitlines()
+                if line.startswith("| ") and not line.startswith("| name") and "---" not in line]
+        assert rows == expected
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["reduced"] is True
     results = doc["results"]
@@ -38,3 +41,7 @@ def test_smoke_run_writes_the_table(tmp_path: Path):
     assert results["LBAG w/o gate"]["params"] < results["LBAG"]["params"]
     floor = results["blurred input"]["mean"]
     assert 10 < floor["PSNR"] < 60 and floor["PSNRw"] is not None
+    # The held-out scenes are random scenes (never the pedestrian), the test scenes the pedestrian.
+    assert results["LBAG"]["held_out_mean"]["PSNR"] > 10
+    assert {r["name"].split("_s")[0] for r in results["LBAG"]["held_out_images"]} == {"random"}
+    assert {r["name"].split("_s")[0] for r in results["LBAG"]["images"]} == {"pedestrian"}
