@@ -213,7 +213,10 @@ def _names(text: str) -> list[str]:
 @app.command("export-twin-dataset")
 def export_twin_dataset_cmd(
     out: Path = typer.Option(..., "--out", help="Output root (ReLoBlur layout: dataset/, masks/)."),
-    presets: str = typer.Option("ball,car,pedestrian", "--presets", help="Comma-separated presets."),
+    presets: str = typer.Option(
+        "ball,car,pedestrian", "--presets",
+        help="Comma-separated presets; 'random' is a new random scene per seed (e.g. random,pedestrian).",
+    ),
     test_presets: str = typer.Option("pedestrian", "--test-presets", help="Presets for the test split (the rest: train)."),
     scenes: int = typer.Option(2, "--scenes", min=1, help="Scenes (seeds) per preset."),
     pairs: int = typer.Option(4, "--pairs", min=1, help="Pairs per scene."),
@@ -222,12 +225,15 @@ def export_twin_dataset_cmd(
     seed: int = typer.Option(0, "--seed", help="First seed."),
     noise_sigma: float = typer.Option(0.0, "--noise-sigma", min=0.0, help="Gaussian noise on the blurred images (sRGB units)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export."),
+    exclude_assets: str = typer.Option(
+        "", "--exclude-assets", help="Comma-separated assets kept out of 'random' scenes (e.g. pedestrian)."
+    ),
 ) -> None:
     """Render twin pairs into the ReLoBlur layout with scene-disjoint train/test splits."""
     try:
         summary = export_twin_dataset(
             out, _names(presets), scenes, pairs, width, height, _names(test_presets), seed,
-            noise_sigma, overwrite, progress=True,
+            noise_sigma, overwrite, progress=True, exclude_assets=_names(exclude_assets),
         )
     except (ValueError, FileExistsError, SceneSpecError) as exc:
         raise fail(str(exc)) from None

@@ -25,11 +25,11 @@ On a CUDA GPU the issue asks for ≥ 20k steps each at the released sizes::
 On a CPU this runs at a **reduced scale, stated in the output**: fewer ResBlocks per stage
 (``--depth-scale``, default 0.1 of the released depth: 2 instead of 20 for LBAG and its
 ablations, 1 instead of 8 for MIMO-UNet), smaller
-patches, batches and images, a few hundred steps and a learning rate raised for the short run
-(``--lr``, halved at 3/4 of the run). Such short runs show whether the wiring of gates and BAPC
-pays off early; they do not reproduce the paper's absolute numbers.
+patches (64²), batches of 8, 384×256 images, 1,500 steps and a learning rate raised for the
+short run (``--lr`` 5e-4, halved at 3/4 of the run). Such short runs show whether the wiring of
+gates and BAPC pays off early; they do not reproduce the paper's absolute numbers.
 
-    .venv/bin/python benchmarks/paper_comparison.py             # ~30-40 min on 2 CPU cores
+    .venv/bin/python benchmarks/paper_comparison.py             # ~65 min on 2 CPU cores
     .venv/bin/python benchmarks/paper_comparison.py --quick     # smoke run, ~2 min
 
 Writes ``<out>/table.md``, ``<out>/results.json`` and each run's folder (checkpoints, logs).
@@ -124,9 +124,9 @@ def score(model, test: ReLoBlurDataset, device: str) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=None, help="training steps per model (400; --quick 20)")
-    p.add_argument("--patch", type=int, default=96)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=None, help="training steps per model (1500; --quick 20)")
+    p.add_argument("--patch", type=int, default=64)
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--depth-scale", type=float, default=0.1,
                    help="ResBlocks per stage = round(released × this), at least 1 (LBAG 2, MIMO-UNet 1)")
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         args.width, args.height, args.test_pairs, args.test_scenes = 192, 128, 2, 1
         args.patch, args.pairs, args.train_seeds = 64, 2, 3
     if args.steps is None:
-        args.steps = 20 if args.quick else 400
+        args.steps = 20 if args.quick else 1500
     args.out.mkdir(parents=True, exist_ok=True)
 
     from deblur.data import export_twin_dataset

@@ -365,3 +365,11 @@ def test_cli_export_twin_dataset(tmp_path):
     assert (out / "masks/test/pedestrian_s0/00/00000.png").is_file()
     r = runner.invoke(app, ["export-twin-dataset", "--out", str(tmp_path / "x"), "--presets", "ball,nope"])
     assert r.exit_code == 2 and "error:" in r.output and "nope" in r.output
+    r = runner.invoke(app, ["export-twin-dataset", "--out", str(tmp_path / "r"), "--presets", "random,pedestrian",
+                            "--scenes", "2", "--pairs", "1", "--width", "64", "--height", "48",
+                            "--exclude-assets", "pedestrian"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "r/dataset/train").iterdir()) == ["random_s0", "random_s1"]
+    r = runner.invoke(app, ["export-twin-dataset", "--out", str(tmp_path / "y"), "--presets", "random,pedestrian",
+                            "--exclude-assets", "unicorn"])
+    assert r.exit_code == 2 and "unicorn" in r.output
