@@ -32,7 +32,8 @@ gates and BAPC pays off early; they do not reproduce the paper's absolute number
     .venv/bin/python benchmarks/paper_comparison.py             # ~65 min on 2 CPU cores
     .venv/bin/python benchmarks/paper_comparison.py --quick     # smoke run, ~2 min
 
-Writes ``<out>/table.md``, ``<out>/results.json`` and each run's folder (checkpoints, logs).
+Writes ``<out>/table.md``, ``<out>/results.json``, ``<out>/training_scenes.png`` (the first six
+training scenes, blurred | sharp) and each run's folder (checkpoints, logs).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -109,6 +111,17 @@ def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace
     return parse_config(data, source=f"configs/{config_name}.yaml (comparison scale)")
 
 
+def write_scene_sheet(path: Path, args: argparse.Namespace, n: int = 6) -> None:
+    """A PNG of the first ``n`` training scenes: blurred | sharp, one pair per row (8-bit sRGB)."""
+    from core.filestore import write_png
+    from deblur.data import TwinPairDataset
+
+    scenes = TwinPairDataset(TRAIN_PRESETS, args.width, args.height, list(range(min(n, args.train_seeds))),
+                             1, exclude_assets=EXCLUDED_ASSETS)
+    rows = [np.hstack(scenes.load_arrays(i)[:2]) for i in range(len(scenes))]
+    write_png(path, np.vstack(rows))
+
+
 def score(model, test: ReLoBlurDataset, device: str) -> list[dict]:
     """Table 1 metrics of ``model`` (or of the blurred input when ``model`` is None)."""
     rows = []
@@ -163,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=HELD_OUT_SEED, noise_sigma=args.noise_sigma, overwrite=True,
         exclude_assets=EXCLUDED_ASSETS,
     )
+    write_scene_sheet(args.out / "training_scenes.png", args)
     test = ReLoBlurDataset(test_root, split="test")
     held_out = ReLoBlurDataset(test_root, split="train")  # random scenes the training never drew
     only = None if args.only is None else set(args.only.split(","))

@@ -8,6 +8,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import cv2
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -31,6 +33,8 @@ def test_smoke_run_writes_the_table(tmp_path: Path):
         rows = [line.split("|")[1].strip() for line in table.splitlines()
                 if line.startswith("| ") and not line.startswith("| name") and "---" not in line]
         assert rows == expected
+    sheet = cv2.imread(str(tmp_path / "training_scenes.png"))
+    assert sheet.shape == (3 * 128, 2 * 192, 3)  # --quick: 3 training scenes at 192×128
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["reduced"] is True
     results = doc["results"]
