@@ -3,7 +3,9 @@
 A scene session captures, one trigger each (trigger indices in brackets):
 whiteboard pair [0], static reference pair [1], then N blurred/sharp pairs [2 .. N+1].
 Per trigger: the operator arranges the stage, both cameras' queues are flushed, the pulse
-generator fires once (both exposures start together), one frame is fetched from each camera
+generator fires once (camera S's exposure starts the plan's ``sharp_delay_s`` after camera B's:
+at the centre of B's with ``sharp_timing: centre``, together with ``start``), one frame is
+fetched from each camera
 (pairing is by this trigger, never by the cameras' frame counters), both DNGs are written
 atomically, then the capture and its two frame rows are committed in one transaction.
 
@@ -16,8 +18,11 @@ Guarantees:
 * ``resume=True`` first reconciles the scene (rows that are not complete and files that no
   row references, e.g. after a killed process, are removed) and continues from the first
   missing trigger index;
-* each run's configuration (rig, optics, plan, software) is recorded at start in
-  ``capture_runs`` and its outcome (stored triggers, status, error) at stop.
+* each run's configuration (rig, optics, plan with its ``sharp_timing`` and ``sharp_delay_s``,
+  software) is recorded at start in ``capture_runs`` and its outcome (stored triggers, status,
+  error, the sharp delay the pulse generator held) at stop;
+* every frame row records when its exposure started after camera B's (``exposure_delay_s``, as
+  read back from the pulse generator), and so does its DNG's description.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -185,6 +191,9 @@ class SceneCapture:
         self.sessions = session_factory(engine)
         self.fetch_margin_s = fetch_margin_s
         self.exposure = {"B": plan.long_exposure_s, "S": plan.short_exposure_s}
+        # When each camera's exposure starts after B's; replaced by what the generator holds.
+        self.exposure_delay = {"B": 0.0, "S": plan.sharp_delay_s}
+        self._delay_read_back = False
 
     # ---- database ------------------------------------------------------------------------
     def _rig_rows(self, session: Session) -> tuple[RigRow, dict[str, CameraRow]]:
@@ -239,6 +248,8 @@ class SceneCapture:
             run.finished_at = utcnow()
             run.error = outcome.error
             run.outcome = {"stored": outcome.stored, "already_present": outcome.already_present}
+            if self._delay_read_back:
+                run.outcome["sharp_delay_s"] = self.exposure_delay["S"]
             session.commit()
 
     # ---- devices ---------------------------------------------------------------------------
@@ -258,9 +269,12 @@ class SceneCapture:
                     + ", ".join(f"{k} ({why})" for k, v in missing.items() for why in [v])
                 )
         try:
-            self.rig.synchronizer.configure_pair(self.plan.pulse_width_b_s, self.plan.pulse_width_s_s)
+            timing = self.rig.synchronizer.configure_pair(
+                self.plan.pulse_width_b_s, self.plan.pulse_width_s_s, sharp_delay_s=self.plan.sharp_delay_s)
         except SynchronizerError as exc:
             raise TriggerFailedError(f"configuring the pulse generator failed: {exc}") from exc
+        self.exposure_delay = {"B": 0.0, "S": timing.sharp_delay_s}  # as read back from the generator
+        self._delay_read_back = True
         self.rig.operator.mount_nd_filter(self.plan.nd_transmittance)
         for role in ROLES:
             self.rig.cameras[role].start()
@@ -326,7 +340,8 @@ class SceneCapture:
             shas = {}
             for role in ROLES:
                 path = self.data_dir / rel[role]
-                description = f'{{"kind": "{kind}", "role": "{role}", "trigger_index": {trigger_index}}}'
+                description = json.dumps({"kind": kind, "role": role, "trigger_index": trigger_index,
+                                          "exposure_delay_s": self.exposure_delay[role]})
                 try:
                     shas[role] = write_dng(path, frames[role].data, self._metadata(role, frames[role], description))
                 except OSError as exc:
@@ -345,7 +360,7 @@ class SceneCapture:
                         exposure_s=f.exposure_s or self.exposure[role], gain_db=f.gain_db or 0.0,
                         black_level=o.black_level, white_level=2**o.bit_depth - 1,
                         width_px=f.width, height_px=f.height, trigger_index=trigger_index,
-                        sensor_timestamp_ns=f.timestamp_ns,
+                        sensor_timestamp_ns=f.timestamp_ns, exposure_delay_s=self.exposure_delay[role],
                     ))
                 session.add(capture)
                 session.commit()

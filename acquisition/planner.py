@@ -13,16 +13,32 @@ Exposures are quantised to the pulse generator's resolution, because in trigger-
 pulse width *is* the exposure; the plan refuses, naming the reason, when the blur is out of
 range, an exposure is outside the camera's ExposureTime range, or the generator cannot
 represent a width.
+
+When camera S's exposure starts (``sharp_timing``, beyond the paper):
+
+    centre   S is triggered (tL − tS)/2 after B (channel B's ``:PULSE2:DELAY``), so its exposure
+             sits at the temporal centre of B's: the sharp object stands in the middle of its
+             blur trail, which tells a deblurring model where the target is (the default);
+    start    both exposures start together, as in the paper's Fig. 1a (delay 0): the sharp
+             object sits at one end of its trail, as in the published ReLoBlur set.
+
+The delay is quantised to the generator's 250 ps; a timing the rig cannot honour (tS > tL, or
+a delay beyond the generator's range) is refused with ``SharpTimingError``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from core import optics
 
 # Transmittances of common ND filters: ND0.3, 0.6, 0.9, 1.0, 1.2, 1.3, 1.5, 2.0 (and none).
 DEFAULT_ND_FILTERS = (1.0, 0.5, 0.25, 0.125, 0.1, 0.0625, 0.05, 0.03125, 0.01)
+
+SharpTiming = Literal["centre", "start"]
+SHARP_TIMINGS: tuple[str, ...] = ("centre", "start")
+DEFAULT_SHARP_TIMING: SharpTiming = "centre"
 
 
 class PlanError(ValueError):
@@ -41,6 +57,40 @@ class PulseWidthError(PlanError):
     """The pulse generator cannot represent a pulse width the plan needs."""
 
 
+class SharpTimingError(PlanError):
+    """A ``sharp_timing`` the rig cannot honour: an unknown timing, tS > tL (S's window cannot
+    lie inside B's), or a delay of camera S's trigger beyond the pulse generator's range."""
+
+
+def sharp_delay(long_exposure_s: float, short_exposure_s: float, sharp_timing: str = DEFAULT_SHARP_TIMING) -> float:
+    """The delay (s) of camera S's trigger after camera B's for ``sharp_timing``.
+
+    ``centre``: (tL − tS)/2 quantised to the pulse generator's 250 ps, so that S's exposure sits
+    at the centre of B's; ``start``: 0. Raises ``SharpTimingError`` naming the reason for an
+    unknown timing, tS > tL, or a delay the generator cannot make (0 to 999.99999999975 s).
+    """
+    from acquisition.synchronizer import MAX_TIME_S, quantise, representable
+
+    if sharp_timing not in SHARP_TIMINGS:
+        raise SharpTimingError(f"sharp_timing must be one of {', '.join(SHARP_TIMINGS)}; got {sharp_timing!r}")
+    if short_exposure_s > long_exposure_s:
+        raise SharpTimingError(
+            f"sharp_timing {sharp_timing!r} cannot be honoured: camera S's exposure tS = {short_exposure_s:.6g} s "
+            f"is longer than camera B's tL = {long_exposure_s:.6g} s, so S's window cannot lie inside B's; "
+            "shorten tS or use a denser ND filter (a longer tL)"
+        )
+    if sharp_timing == "start":
+        return 0.0
+    delay = quantise((long_exposure_s - short_exposure_s) / 2.0)
+    if not representable(delay, "delay"):
+        raise SharpTimingError(
+            f"sharp_timing 'centre' cannot be honoured: camera S's trigger delay (tL − tS)/2 = {delay:.12g} s "
+            f"is beyond the pulse generator's delay range [0, {MAX_TIME_S!r}] s; shorten the exposures "
+            "or use sharp_timing: start"
+        )
+    return delay
+
+
 @dataclass(frozen=True)
 class PlanRequest:
     """Inputs of the planner. Lengths in metres unless the name says otherwise."""
@@ -55,6 +105,7 @@ class PlanRequest:
     blur_range_px: tuple[float, float] = (15.0, 70.0)
     target_blur_px: float | None = None
     exposure_range_s: tuple[float, float] = (2e-5, 10.0)
+    sharp_timing: SharpTiming = DEFAULT_SHARP_TIMING
 
 
 @dataclass(frozen=True)
@@ -69,7 +120,12 @@ class NdOption:
 
 @dataclass(frozen=True)
 class ExposurePlan:
-    """The exposures, the filter, the expected blur and the pulse widths (seconds, pixels)."""
+    """The exposures, the filter, the expected blur and the pulse widths (seconds, pixels).
+
+    ``sharp_delay_s``: how long after camera B's trigger camera S's comes (channel B's
+    ``:PULSE2:DELAY`` beyond channel A's), for ``sharp_timing`` (see the module docstring). A plan
+    built without them has both exposures start together (``start``, delay 0).
+    """
 
     short_exposure_s: float
     long_exposure_s: float
@@ -81,6 +137,8 @@ class ExposurePlan:
     image_distance_m: float
     pixels_per_metre: float
     options: tuple[NdOption, ...] = field(default=())
+    sharp_timing: SharpTiming = "start"
+    sharp_delay_s: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +167,8 @@ def _check_inputs(req: PlanRequest) -> None:
         raise PlanError(f"blur range must satisfy 0 < min < max, got {req.blur_range_px}")
     if not req.nd_filters or any(not 0 < t <= 1 for t in req.nd_filters):
         raise PlanError(f"ND filter transmittances must lie in (0, 1], got {req.nd_filters}")
+    if req.sharp_timing not in SHARP_TIMINGS:
+        raise SharpTimingError(f"sharp_timing must be one of {', '.join(SHARP_TIMINGS)}; got {req.sharp_timing!r}")
 
 
 def _in_range(value: float, bounds: tuple[float, float]) -> bool:
@@ -151,6 +211,7 @@ def plan_exposures(req: PlanRequest) -> ExposurePlan:
         raise BlurOutOfRangeError(f"no ND filter gives a usable long exposure ({listing})")
     target = req.target_blur_px if req.target_blur_px is not None else 0.5 * (lo_b + hi_b)
     best = min(usable, key=lambda o: (abs(o.blur_b_px - target), -o.transmittance))
+    delay = sharp_delay(best.long_exposure_s, t_short, req.sharp_timing)
     return ExposurePlan(
         short_exposure_s=t_short,
         long_exposure_s=best.long_exposure_s,
@@ -162,13 +223,16 @@ def plan_exposures(req: PlanRequest) -> ExposurePlan:
         image_distance_m=l_img,
         pixels_per_metre=ppm,
         options=tuple(options),
+        sharp_timing=req.sharp_timing,
+        sharp_delay_s=delay,
     )
 
 
-def lightbox_plan(exposure_s: float, nd_transmittance: float) -> ExposurePlan:
+def lightbox_plan(exposure_s: float, nd_transmittance: float, sharp_timing: SharpTiming = "start") -> ExposurePlan:
     """The plan of a lightbox flat field: camera S exposes ``exposure_s`` (s), camera B
     ``exposure_s / nd_transmittance`` behind its ND filter, both quantised to the pulse
-    generator's resolution; nothing moves, so no blur. Raises PlanError for values ≤ 0 or a
+    generator's resolution; nothing moves, so no blur, and by default both start together
+    (``sharp_timing`` changes nothing in a flat field). Raises PlanError for values ≤ 0 or a
     transmittance above 1."""
     from acquisition.synchronizer import quantise
 
@@ -178,4 +242,6 @@ def lightbox_plan(exposure_s: float, nd_transmittance: float) -> ExposurePlan:
         raise PlanError(f"the ND transmittance must be in (0, 1], got {nd_transmittance}")
     t_short = quantise(exposure_s)
     t_long = quantise(t_short / nd_transmittance)
-    return ExposurePlan(t_short, t_long, nd_transmittance, 0.0, 0.0, t_long, t_short, 0.0, 0.0)
+    delay = sharp_delay(t_long, t_short, sharp_timing)
+    return ExposurePlan(t_short, t_long, nd_transmittance, 0.0, 0.0, t_long, t_short, 0.0, 0.0,
+                        sharp_timing=sharp_timing, sharp_delay_s=delay)

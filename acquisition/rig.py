@@ -9,6 +9,8 @@ A rig file (YAML) names each device's driver; the same capture code runs on eith
       B: {driver: harvesters, serial: "40123456", cti: /opt/producer/lib/producer.cti}
       S: {driver: harvesters, serial: "40123457", cti: /opt/producer/lib/producer.cti}
     synchronizer: {port: /dev/ttyUSB0, baudrate: 115200}    # or socket://192.168.1.20:2101
+    sharp_timing: centre    # S's exposure at the centre of B's (S triggered (tL − tS)/2 later);
+                            # `start`: both start together, as in the published ReLoBlur set
 
 The simulated rig (``configs/rigs/twin.yaml``) uses ``driver: simulated`` cameras and
 ``port: emulated``: the pulse generator's emulator is served on a real pseudo-terminal and the
@@ -29,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from acquisition.cameras import Camera
+from acquisition.planner import DEFAULT_SHARP_TIMING, SharpTiming
 from acquisition.synchronizer import PulseGenerator
 
 ROLES = ("B", "S")
@@ -106,6 +109,11 @@ class RigConfig(_Strict):
     optics: OpticsConfig
     cameras: dict[Literal["B", "S"], CameraConfig]
     synchronizer: SynchronizerConfig
+    sharp_timing: SharpTiming = Field(
+        DEFAULT_SHARP_TIMING,
+        description="When camera S's exposure starts: `centre` of camera B's (S triggered (tL − tS)/2 after B) "
+        "or `start`, together with B's (the paper's timing, to match the published ReLoBlur set).",
+    )
     simulation: SimulationConfig | None = None
 
     @model_validator(mode="after")

@@ -1,8 +1,11 @@
 """Driver for the BNC 575 / Quantum Composers 9520-family pulse generator that triggers the rig.
 
 Channel A (``:PULSE1``) drives camera B (the blurred, long exposure), channel B (``:PULSE2``)
-drives camera S (the sharp, short exposure); both are synced to T0 with the same delay, so both
-exposures start together. A camera in trigger-width mode exposes for the pulse width.
+drives camera S (the sharp, short exposure); both are synced to T0. Channel B may be delayed by
+a further ``sharp_delay_s`` beyond channel A (``configure_pair``): with (tL − tS)/2 camera S's
+exposure sits at the centre of camera B's (``sharp_timing: centre``), with 0 both exposures start
+together (``start``, the paper's timing). A camera in trigger-width mode exposes for the pulse
+width.
 
 Transport: pyserial (``serial_for_url``) over RS-232 / USB virtual COM (8N1, no flow control) or
 TCP (``socket://host:port``). Each command is sent with ``\\r\\n`` and gets exactly one reply
@@ -263,7 +266,11 @@ def quantise(seconds: float) -> float:
 
 def format_time(seconds: float, kind: TimeKind = "width", name: str | None = None) -> str:
     """A width/delay as sent to the instrument: seconds with 11 decimals, exactly."""
-    units = _ticks(seconds, kind, name) * 25  # units of 1e-11 s
+    return _format_ticks(_ticks(seconds, kind, name))
+
+
+def _format_ticks(ticks: int) -> str:
+    units = ticks * 25  # units of 1e-11 s
     return f"{units // 10**11}.{units % 10**11:011d}"
 
 
@@ -300,6 +307,38 @@ def _is_idempotent(command: str) -> bool:
 
 
 _ERROR_REPLY = re.compile(r"\?([1-9])")
+
+
+@dataclass(frozen=True)
+class PairTiming:
+    """The pair's timing as the instrument holds it after ``configure_pair`` (read back), in
+    250 ps ticks: both widths and both channels' delays after T0."""
+
+    width_b_ticks: int
+    width_s_ticks: int
+    delay_b_ticks: int
+    delay_s_ticks: int
+
+    @property
+    def width_b_s(self) -> float:
+        return self.width_b_ticks / TICKS_PER_S
+
+    @property
+    def width_s_s(self) -> float:
+        return self.width_s_ticks / TICKS_PER_S
+
+    @property
+    def delay_b_s(self) -> float:
+        return self.delay_b_ticks / TICKS_PER_S
+
+    @property
+    def delay_s_s(self) -> float:
+        return self.delay_s_ticks / TICKS_PER_S
+
+    @property
+    def sharp_delay_s(self) -> float:
+        """How long after camera B's trigger camera S's comes (s)."""
+        return (self.delay_s_ticks - self.delay_b_ticks) / TICKS_PER_S
 
 
 class PulseGenerator:
@@ -557,23 +596,35 @@ class PulseGenerator:
         """T0 period in seconds (100 ns to 5000 s, multiple of 1 ns)."""
         self.command(f":PULSE0:PER {format_period(period_s)}")
 
-    def configure_pair(self, width_b_s: float, width_s_s: float, delay_s: float = 0.0) -> None:
+    def configure_pair(
+        self, width_b_s: float, width_s_s: float, delay_s: float = 0.0, sharp_delay_s: float = 0.0
+    ) -> PairTiming:
         """Single-shot pair: channel A (camera B) ``width_b_s`` and channel B (camera S)
         ``width_s_s`` wide (seconds, 10 ns to 999.99999999975 s on the 250 ps grid), both synced to
-        T0 with ``delay_s`` (0 to 999.99999999975 s), enabled, normal polarity; external trigger
-        disabled; channel mode NORM (follows T0). Every value is then read back;
-        ``ReadbackMismatchError`` if any differs. Arguments are checked before anything is sent.
+        T0, channel A with ``delay_s`` and channel B with ``delay_s + sharp_delay_s`` (each 0 to
+        999.99999999975 s, and so their sum), enabled, normal polarity; external trigger
+        disabled; channel mode NORM (follows T0). ``sharp_delay_s`` = (tL − tS)/2 puts camera S's
+        exposure at the centre of camera B's; 0 starts both together. Every value is then read
+        back; ``ReadbackMismatchError`` if any differs. Arguments are checked before anything is
+        sent. Returns the timing read back (``PairTiming``).
         """
-        delay = format_time(delay_s, "delay", "delay_s")
+        delay_b = _ticks(delay_s, "delay", "delay_s")
+        delay_s_ticks = delay_b + _ticks(sharp_delay_s, "delay", "sharp_delay_s")
+        if delay_s_ticks > _MAX_TICKS:
+            raise UnrepresentableWidthError(
+                f"channel B's delay delay_s + sharp_delay_s = {delay_s_ticks / TICKS_PER_S!r} s is outside "
+                f"[0 s, {MAX_TIME_S!r} s]"
+            )
         plan: list[tuple[str, str, tuple[str, ...] | Decimal]] = [
             (":PULSE0:MODE", "SING", ("SING", "SINGLE")),
             (":PULSE0:TRIG:MOD", "DIS", ("DIS", "DISABLED")),
         ]
-        for channel, width_s, name in (
-            (CHANNEL_CAMERA_B, width_b_s, "width_b_s"),
-            (CHANNEL_CAMERA_S, width_s_s, "width_s_s"),
+        for channel, width_s, name, delay_ticks in (
+            (CHANNEL_CAMERA_B, width_b_s, "width_b_s", delay_b),
+            (CHANNEL_CAMERA_S, width_s_s, "width_s_s", delay_s_ticks),
         ):
             width = format_time(width_s, "width", name)
+            delay = _format_ticks(delay_ticks)
             head = f":PULSE{channel}"
             plan += [
                 (f"{head}:CMOD", "NORM", ("NORM", "NORMAL")),
@@ -584,13 +635,17 @@ class PulseGenerator:
                 (f"{head}:STATE", "ON", ("1", "ON")),
             ]
         mismatches = []
+        held: dict[str, int] = {}
         with self._lock:  # no other thread's command lands between setting and reading back
             for header, value, _ in plan:
                 self.command(f"{header} {value}")
             for header, value, expected in plan:
                 got = self.query(f"{header}?")
                 if isinstance(expected, Decimal):
-                    ok = _reply_ticks(got) == expected * TICKS_PER_S  # exact, on the 250 ps grid
+                    ticks = _reply_ticks(got)
+                    ok = ticks == expected * TICKS_PER_S  # exact, on the 250 ps grid
+                    if ok:
+                        held[header] = int(ticks)
                 else:
                     ok = got.strip().upper() in expected
                 if not ok:
@@ -601,6 +656,10 @@ class PulseGenerator:
                 f"pulse generator on {self.port} did not take the pair settings: {listed}",
                 mismatches,
             )
+        b, s = f":PULSE{CHANNEL_CAMERA_B}", f":PULSE{CHANNEL_CAMERA_S}"
+        return PairTiming(
+            held[f"{b}:WIDTH"], held[f"{s}:WIDTH"], held[f"{b}:DELAY"], held[f"{s}:DELAY"]
+        )
 
     def arm(self) -> None:
         """``:PULSE0:STATE ON``: run; in single-shot mode each trigger then fires once."""

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -34,9 +35,11 @@ from api.deps import Database, LoadedModel
 from api.readcache import ReadCache, change_watch
 from api.routes import ROUTERS
 from api.routes.health import router as health_router
+from api.schemas import ErrorOut
 from core import __version__
 from core.db import make_engine, session_factory
 from core.settings import Settings, get_settings
+from core.text import has_control_characters, printable
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("reloblur.audit")
@@ -117,6 +120,42 @@ class BodyLimitMiddleware:
                 await self._send_413(send)
 
 
+class ControlCharactersMiddleware:
+    """Refuse, with 422, a request whose decoded path or query string holds a control character
+    (NUL, newline, ...). No name, id or path of this service contains one; refusing them at the
+    edge keeps them out of the databases (PostgreSQL rejects NUL in text), the file store and
+    the logs. The body follows FastAPI's validation-error shape (a list of problems)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    @staticmethod
+    def _problem(scope: dict) -> tuple[str, str] | None:
+        if has_control_characters(scope["path"]):
+            return "path", "the path holds a control character"
+        query = scope.get("query_string", b"")
+        if query:
+            from urllib.parse import parse_qsl
+
+            decoded = query.decode("latin-1")
+            for key, value in parse_qsl(decoded, keep_blank_values=True):
+                if has_control_characters(key) or has_control_characters(value):
+                    return "query", f"query parameter {printable(key)!r} holds a control character"
+        return None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            problem = self._problem(scope)
+            if problem is not None:
+                where, message = problem
+                await JSONResponse(
+                    {"detail": [{"loc": [where], "msg": message, "type": "value_error"}]},
+                    status_code=422,
+                )(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class WriteRequestsMiddleware:
     """Every request other than GET, HEAD or OPTIONS may write. When its answer starts (the
     route has committed by then) the app's read cache is told (``ReadCache.bump``); when it
@@ -148,8 +187,9 @@ class WriteRequestsMiddleware:
             await self.app(scope, receive, bumping_send)
         finally:
             caller = scope.get("state", {}).get("caller", "no valid token")
-            audit.info("%s %s -> %d by %s in %.0f ms", scope["method"], scope["path"],
-                       status[0], caller, (time.perf_counter() - started) * 1000)
+            audit.info("%s %s -> %d by %s in %.0f ms", printable(scope["method"]),
+                       printable(scope["path"]), status[0], printable(caller),
+                       (time.perf_counter() - started) * 1000)
 
 
 class CachedReadMiddleware:
@@ -203,6 +243,42 @@ class CachedReadMiddleware:
         await self.app(scope, receive, send)
 
 
+def redact_paths(message: str, settings: Settings) -> str:
+    """``message`` without the server's filesystem layout: the data directory's absolute path is
+    dropped (paths become relative to it), the rigs folder becomes ``rigs/`` and the temporary
+    folder ``tmp/``. A safety net under messages that already avoid paths."""
+    import tempfile
+
+    roots = [
+        (settings.rigs_dir, "rigs"),
+        (settings.data_dir, ""),
+        (Path(tempfile.gettempdir()), "tmp"),
+    ]
+    for root, name in roots:
+        for form in sorted({str(root.resolve()), str(root.absolute())}, key=len, reverse=True):
+            if form != "/":
+                message = message.replace(form + "/", f"{name}/" if name else "")
+                message = message.replace(form, name or ".")
+    return message
+
+
+EDGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "A malformed request (e.g. a body that is not JSON)."},
+    422: {"model": ErrorOut, "description": "Parameters that are not valid (a list of problems "
+          "for a malformed field, a message for a named error)."},
+}
+"""Answers any endpoint may give, documented on every operation."""
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **EDGE_RESPONSES,
+    401: {"model": ErrorOut, "description": "No token, or a token that is unknown, revoked or "
+          "expired (`WWW-Authenticate: Bearer`)."},
+    403: {"model": ErrorOut, "description": "The token's role may not do this."},
+    404: {"model": ErrorOut, "description": "No such record, rig or file."},
+}
+"""Answers of every authenticated endpoint, documented on each operation."""
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
@@ -252,7 +328,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, pydantic.ValidationError):  # a bug of ours, not the caller's input
             log.error("unhandled validation error", exc_info=exc)
             return _error(500, "internal error")
-        return _error(_status_for(exc), str(exc))
+        return _error(_status_for(exc), redact_paths(str(exc), request.app.state.settings))
 
     app.add_exception_handler(auth.AuthenticationError, unauthenticated)
     app.add_exception_handler(auth.PermissionDeniedError, forbidden)
@@ -303,6 +379,8 @@ def create_app(
         app.state.infer_lock = anyio.Lock()
         own_runner = None
         try:
+            # the error table imports the packages' error classes: once, off the event loop
+            await anyio.to_thread.run_sync(_status_for, ValueError())
             app.state.model = await anyio.to_thread.run_sync(_load_model, settings)
             if runner is None and start_runner:
                 from api.jobrunner import JobRunner
@@ -336,12 +414,13 @@ def create_app(
     app.state.runner = runner
     app.state.model = None
     _install_error_handlers(app)
-    app.include_router(health_router, prefix=API_PREFIX)
+    app.include_router(health_router, prefix=API_PREFIX, responses=EDGE_RESPONSES)
     for router in ROUTERS:
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
     app.add_middleware(CachedReadMiddleware, state=app.state)
     app.add_middleware(WriteRequestsMiddleware, state=app.state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.max_upload_mb * (1 << 20)))
+    app.add_middleware(ControlCharactersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -37,6 +37,7 @@ def _register_subcommands() -> None:
     # Each package's commands live in api/cli_<topic>.py and register themselves here.
     from api import (  # noqa: F401
         cli_acquisition,
+        cli_backup,
         cli_db,
         cli_deblur,
         cli_demo,

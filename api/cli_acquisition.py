@@ -9,9 +9,12 @@ from tqdm import tqdm
 
 from acquisition.planner import (
     DEFAULT_ND_FILTERS,
+    DEFAULT_SHARP_TIMING,
+    SHARP_TIMINGS,
     ExposurePlan,
     PlanError,
     PlanRequest,
+    SharpTimingError,
     plan_exposures,
 )
 from api.cli import app, engine_at_head, fail
@@ -20,6 +23,10 @@ rig_app = typer.Typer(help="The capture rig: identify instruments and cameras.",
 app.add_typer(rig_app, name="rig")
 
 RIG_OPTION = typer.Option(..., "--rig", help="Rig file (YAML), e.g. configs/rigs/twin.yaml.")
+SHARP_TIMING_HELP = (
+    "When camera S's exposure starts: centre (of camera B's: S triggered (tL − tS)/2 after B) or start "
+    "(together with B's, as in the published ReLoBlur set). Default: the rig's sharp_timing, else centre."
+)
 
 
 
@@ -29,6 +36,9 @@ def _print_plan(plan: ExposurePlan) -> None:
     typer.echo(f"  camera B (blurred)  tL = {plan.long_exposure_s * 1e3:.6f} ms behind ND τ = {plan.nd_transmittance:g}, "
                f"blur {plan.blur_b_px:.2f} px")
     typer.echo(f"  pulse widths        A→B {plan.pulse_width_b_s:.11f} s, B→S {plan.pulse_width_s_s:.11f} s")
+    where = "S's exposure at the centre of B's" if plan.sharp_timing == "centre" else "both exposures start together"
+    typer.echo(f"  sharp timing        {plan.sharp_timing}: S triggered {plan.sharp_delay_s * 1e3:.6f} ms after B "
+               f"(channel B delay {plan.sharp_delay_s:.11f} s beyond channel A): {where}")
     typer.echo("  ND options:")
     for o in plan.options:
         mark = "*" if o.transmittance == plan.nd_transmittance else " "
@@ -37,8 +47,11 @@ def _print_plan(plan: ExposurePlan) -> None:
 
 
 def _plan_from_options(rig_cfg, distance, speed, focal_length, image_distance, pixel_pitch, sharp_blur, nd,
-                       blur_min, blur_max, target_blur) -> ExposurePlan:
+                       blur_min, blur_max, target_blur, sharp_timing=None) -> ExposurePlan:
+    if sharp_timing is not None and sharp_timing not in SHARP_TIMINGS:
+        raise SharpTimingError(f"--sharp-timing must be one of {', '.join(SHARP_TIMINGS)}; got {sharp_timing!r}")
     if rig_cfg is not None:
+        sharp_timing = sharp_timing or rig_cfg.sharp_timing
         o = rig_cfg.optics
         pixel_pitch = pixel_pitch or o.pixel_pitch_um
         if image_distance is None:
@@ -60,6 +73,7 @@ def _plan_from_options(rig_cfg, distance, speed, focal_length, image_distance, p
         object_distance_m=distance, speed_mps=speed, pixel_pitch_um=pixel_pitch, focal_length_mm=focal_length,
         image_distance_mm=image_distance, sharp_blur_px=sharp_blur, nd_filters=filters,
         blur_range_px=(blur_min, blur_max), target_blur_px=target_blur, exposure_range_s=exposure_range,
+        sharp_timing=sharp_timing or DEFAULT_SHARP_TIMING,
     ))
 
 
@@ -86,12 +100,14 @@ def plan(
     blur_min: float = typer.Option(15.0, "--blur-min", help="Smallest acceptable blur in B (px)."),
     blur_max: float = typer.Option(70.0, "--blur-max", help="Largest acceptable blur in B (px)."),
     target_blur: float | None = typer.Option(None, "--target-blur", help="Preferred blur in B (px)."),
-    rig: Path | None = typer.Option(None, "--rig", help="Take optics and ND filters from a rig file."),
+    rig: Path | None = typer.Option(None, "--rig", help="Take optics, ND filters and the sharp timing from a rig file."),
+    sharp_timing: str | None = typer.Option(None, "--sharp-timing", help=SHARP_TIMING_HELP),
 ) -> None:
-    """Print the exposure plan of Eq. 2: tS, the ND filter, tL, the blur in B and the pulse widths."""
+    """Print the exposure plan of Eq. 2: tS, the ND filter, tL, the blur in B, the pulse widths and
+    camera S's trigger delay."""
     try:
         result = _plan_from_options(_load_rig(rig), distance, speed, focal_length, image_distance, pixel_pitch,
-                                    sharp_blur, nd, blur_min, blur_max, target_blur)
+                                    sharp_blur, nd, blur_min, blur_max, target_blur, sharp_timing)
     except PlanError as exc:
         raise fail(str(exc)) from None
     typer.echo("exposure plan")
@@ -144,6 +160,7 @@ def capture(
     speed: float | None = typer.Option(None, "--speed", help="Object speed v (m/s)."),
     sharp_blur: float = typer.Option(6.0, "--sharp-blur", help="Blur tolerated in the sharp image (px)."),
     target_blur: float | None = typer.Option(None, "--target-blur", help="Preferred blur in B (px)."),
+    sharp_timing: str | None = typer.Option(None, "--sharp-timing", help=SHARP_TIMING_HELP),
 ) -> None:
     """Capture a scene session: whiteboard, reference, then N blurred/sharp pairs (one trigger each)."""
     from acquisition.capture import CaptureError, SceneCapture
@@ -152,7 +169,7 @@ def capture(
     rig_cfg = _load_rig(rig)
     try:
         exposure_plan = _plan_from_options(rig_cfg, distance, speed, None, None, None, sharp_blur, None,
-                                           15.0, 70.0, target_blur)
+                                           15.0, 70.0, target_blur, sharp_timing)
     except PlanError as exc:
         raise fail(str(exc)) from None
     engine = engine_at_head()

@@ -23,7 +23,7 @@ from deblur.data import (
     read_mask,
     to_float01,
 )
-from deblur.infer import InferenceError, deblur_paths
+from deblur.infer import InferenceError, deblur_paths, describe_checkpoint
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table
 from deblur.train import ConfigError, TrainingError, load_config, train
 from hardware_sim.spec import SceneSpecError
@@ -86,7 +86,8 @@ def deblur_cmd(
     if dtype not in ("fp32", "bf16"):
         raise fail(f"--dtype must be fp32 or bf16, got {dtype!r}")
     try:
-        rows = deblur_paths(inputs, checkpoint, out, device, dtype, tile, overlap, max_side, progress)  # type: ignore[arg-type]
+        rows = deblur_paths(inputs, checkpoint, out, device, dtype, tile, overlap, max_side, progress,  # type: ignore[arg-type]
+                            on_model=lambda meta: typer.echo(describe_checkpoint(meta)))
     except (InferenceError, DatasetError) as exc:
         raise fail(str(exc)) from None
     for r in rows:

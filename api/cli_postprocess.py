@@ -102,24 +102,33 @@ def process(
 
 @app.command()
 def export(
-    out: Path = typer.Option(..., "--out", help="Output folder (ReLoBlur layout)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (ReLoBlur layout): a new (or empty) folder, or a "
+                             "previous export with --overwrite; never the data directory, one of its parents, or "
+                             "inside it outside the exports root (RELOBLUR_EXPORTS_DIR, default <data_dir>/exports)."),
     test_scenes: str = typer.Option(..., "--test-scenes", help="Comma-separated scenes for the test split."),
     scenes: str | None = typer.Option(None, "--scenes", help="Comma-separated scenes to export (default: all processed)."),
     params: Path | None = PARAMS_OPTION,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous export (recognised by its "
+                                   "export.json); any other non-empty folder is refused."),
     link: bool = typer.Option(False, "--link", help="Hard-link the product files instead of copying them."),
 ) -> None:
     """Export processed scenes as dataset/{train,test}/<scene>/00/<idx>_{blur,sharp}.png + masks."""
     from core.settings import get_settings
-    from postprocess.export import ExportError, export_dataset
+    from postprocess.export import ExportError, check_export_destination, export_dataset
 
+    settings = get_settings()
+    try:  # the destination rules first: a refused --out touches nothing, not even the database
+        check_export_destination(out, settings.data_dir, settings.resolved_exports_dir, overwrite=overwrite)
+    except ExportError as exc:
+        raise fail(f"--out: {exc}") from None
     engine = engine_at_head()
     tests = [s.strip() for s in test_scenes.split(",") if s.strip()]
     chosen = [s.strip() for s in scenes.split(",") if s.strip()] if scenes else None
     with tqdm(desc="export", unit="pair", disable=None) as bar:
         try:
-            summary = export_dataset(engine, get_settings().data_dir, out, tests, chosen, _params(params),
-                                     overwrite=overwrite, link=link, on_pair=lambda _: bar.update())
+            summary = export_dataset(engine, settings.data_dir, out, tests, chosen, _params(params),
+                                     overwrite=overwrite, link=link, on_pair=lambda _: bar.update(),
+                                     root=settings.resolved_exports_dir)
         except ExportError as exc:
             raise fail(str(exc)) from None
     for split in ("train", "test"):

@@ -133,7 +133,14 @@ def run_demo(settings: Settings, checkpoint: Path, *, rig: str = "twin", scene: 
     if Path(checkpoint).resolve() != (data_dir / ckpt_rel).resolve():
         shutil.copyfile(checkpoint, data_dir / ckpt_rel)
 
-    export_rel, deblur_rel = "demo/reloblur_export", "demo/deblurred"
+    # the export's `out` is relative to the exports root; the deblur job reads it through the data dir
+    export_out, deblur_rel = "demo", "demo/deblurred"
+    export_dir = Path(settings.resolved_exports_dir) / export_out
+    try:
+        export_rel = export_dir.resolve().relative_to(data_dir.resolve()).as_posix()
+    except ValueError:
+        raise DemoError("the demo's deblur step reads its export through the data directory: leave "
+                        "RELOBLUR_EXPORTS_DIR unset, or point it inside the data directory") from None
     echo("starting the lab service (SQLite unless RELOBLUR_DATABASE_URL, Dask LocalCluster)...")
     with ServerThread(create_app(settings)) as base:
         http = httpx.Client(base_url=f"{base}/api/v1", timeout=120,
@@ -157,7 +164,7 @@ def run_demo(settings: Settings, checkpoint: Path, *, rig: str = "twin", scene: 
                                                        "resume": True}),
                    "capture", echo)
         follow_job(http, http.post("/jobs/postprocess", json={"scene": scene}), "postprocess", echo)
-        follow_job(http, http.post("/jobs/export", json={"out": export_rel, "test_scenes": [scene],
+        follow_job(http, http.post("/jobs/export", json={"out": export_out, "test_scenes": [scene],
                                                           "scenes": [scene], "overwrite": True}),
                    "export", echo)
         shutil.rmtree(data_dir / deblur_rel, ignore_errors=True)
@@ -166,8 +173,8 @@ def run_demo(settings: Settings, checkpoint: Path, *, rig: str = "twin", scene: 
             "out": deblur_rel}), "deblur", echo)
         http.close()
 
-    test_dir = data_dir / export_rel / "dataset" / "test"
-    mask_dir = data_dir / export_rel / "masks" / "test"
+    test_dir = export_dir / "dataset" / "test"
+    mask_dir = export_dir / "masks" / "test"
     rows, floor = [], []
     first = None
     for blur in sorted(test_dir.rglob("*_blur.png")):
@@ -194,5 +201,5 @@ def run_demo(settings: Settings, checkpoint: Path, *, rig: str = "twin", scene: 
     echo(f"after (deblurred, and LBAG's predicted masks): {data_dir / deblur_rel}")
     echo(f"ground-truth blur masks: {mask_dir}")
     echo(f"before/after picture: {montage}")
-    return {"table": table, "montage": montage, "export": data_dir / export_rel,
+    return {"table": table, "montage": montage, "export": export_dir,
             "deblurred": data_dir / deblur_rel}

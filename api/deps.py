@@ -27,6 +27,7 @@ from pydantic_core import to_json
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import auth
+from api.jobparams import MAX_DB_ID
 from api.readcache import ReadCache
 from core.models import ApiToken, Role
 from core.settings import Settings
@@ -284,7 +285,6 @@ OperatorToken = Annotated[ApiToken, Depends(require_role(Role.OPERATOR))]
 AdminToken = Annotated[ApiToken, Depends(require_role(Role.ADMIN))]
 
 
-MAX_DB_ID = 2_147_483_647
 """Largest id an INTEGER column holds (PostgreSQL would fail on a larger one, not answer 404)."""
 
 IdPath = Annotated[int, Path(ge=1, le=MAX_DB_ID, description="A database id.")]

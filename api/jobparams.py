@@ -9,13 +9,29 @@ the app's :class:`core.settings.Settings` before they call :func:`core.jobs.crea
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.jobs import JobParamsError
 from core.models import JobKind
 from core.settings import Settings
+from core.text import refuse_control_characters
+
+MAX_DB_ID = 2_147_483_647
+"""The largest database id (a 32-bit signed integer column on PostgreSQL)."""
+
+ProductId = Annotated[StrictInt, Field(ge=1, le=MAX_DB_ID)]
+"""A product's database id: a JSON integer (not a boolean or a string) in [1, 2^31 − 1]."""
 
 __all__ = [
     "JOB_PARAMS",
@@ -40,7 +56,19 @@ def _relative(value: str, field: str) -> str:
 
 
 class _Params(BaseModel):
+    """Unknown fields are refused, and so is a control character in any string (names, paths):
+    none is valid anywhere, and PostgreSQL refuses NUL in text."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        strings = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        for item in strings:
+            if isinstance(item, str):
+                refuse_control_characters(item, info.field_name)
+        return value
 
 
 def _pipeline_params(data: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -90,8 +118,50 @@ class ReprocessParams(_Params):
         return value
 
 
+EXPORT_OUT_MAX_LEN = 255
+EXPORT_OUT_MAX_PARTS = 4
+
+
+def _export_out(value: str) -> str:
+    """An export's ``out``: a plain relative POSIX path under the exports root — 1 to
+    ``EXPORT_OUT_MAX_PARTS`` components separated by single ``/``, none empty, ``.``, ``..`` or
+    hidden (``.name``: the export's staging folders), no backslash, no control or format
+    character, at most ``EXPORT_OUT_MAX_LEN`` characters. (Symbolic links are the export's own
+    check, :func:`postprocess.export.check_export_destination`, when the job runs.)"""
+    import unicodedata
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"out must be a path relative to the exports root ({why}), "
+                          f"e.g. 'relo-2024/v1'; got {value[:80]!r}")
+
+    if not value:
+        raise bad("empty")
+    if len(value) > EXPORT_OUT_MAX_LEN:
+        raise bad(f"longer than {EXPORT_OUT_MAX_LEN} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise bad("control characters are not allowed")
+    if "\\" in value:
+        raise bad("no backslash")
+    if value.startswith("/"):
+        raise bad("not absolute")
+    parts = value.split("/")
+    if ".." in parts:
+        raise bad("no '..'")
+    if any(p in ("", ".") for p in parts):
+        raise bad("no empty or '.' component")
+    if any(p.startswith(".") for p in parts):
+        raise bad("no hidden component starting with '.'")
+    if any(p != p.strip() for p in parts):
+        raise bad("no component starting or ending with a space")
+    if len(parts) > EXPORT_OUT_MAX_PARTS:
+        raise bad(f"at most {EXPORT_OUT_MAX_PARTS} components")
+    return value
+
+
 class ExportParams(_Params):
-    """The ReLoBlur layout under ``data_dir/out``; ``test_scenes`` form the test split."""
+    """The ReLoBlur layout under ``<exports root>/out`` (the settings' ``resolved_exports_dir``,
+    default ``<data_dir>/exports``); ``out`` is a plain relative path (see :func:`_export_out`);
+    ``test_scenes`` form the test split; ``overwrite`` replaces only a previous export."""
 
     out: str
     test_scenes: list[str]
@@ -101,7 +171,7 @@ class ExportParams(_Params):
     @field_validator("out")
     @classmethod
     def _out_relative(cls, value: str) -> str:
-        return _relative(value, "out")
+        return _export_out(value)
 
 
 class DeblurParams(_Params):
@@ -110,8 +180,8 @@ class DeblurParams(_Params):
     to the data directory (default: the settings' checkpoint); ``out`` relative to the data
     directory (default ``deblur/job-<id>``); ``tile`` in pixels (multiple of 4) bounds memory."""
 
-    inputs: list[str] = Field(default_factory=list)
-    product_ids: list[int] | None = None
+    inputs: list[str] = Field(default_factory=list, max_length=1000)
+    product_ids: list[ProductId] | None = Field(None, max_length=1000)
     checkpoint: str | None = None
     out: str | None = None
     tile: int | None = Field(None, ge=16)
@@ -187,6 +257,16 @@ def validate_params(kind: JobKind | str, params: dict[str, Any] | None,
         if first["type"] == "extra_forbidden":
             msg = f"unknown field for a {kind.value} job"
         raise JobParamsError(f"{where}: {msg}") from None
+    if isinstance(model, ExportParams):  # checked again when the job runs (links may change)
+        from postprocess.export import check_export_destination
+
+        root = settings.resolved_exports_dir
+        try:
+            check_export_destination(root / model.out, settings.data_dir, root,
+                                     overwrite=model.overwrite, confine=True)
+        except ValueError as exc:
+            raise JobParamsError(f"out: {exc}") from None
     if isinstance(model, CaptureParams | LightboxParams) and not (settings.rigs_dir / f"{model.rig}.yaml").is_file():
-        raise JobParamsError(f"rig: no rig file {model.rig}.yaml in {settings.rigs_dir}")
+        raise JobParamsError(f"rig: no rig file {model.rig}.yaml in the rigs folder "
+                             f"(GET /api/v1/rigs lists the rigs)")
     return kind, model

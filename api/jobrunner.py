@@ -27,6 +27,17 @@ Attempts and retries.
   runs the scene again, which reuses every product already recorded and makes only the
   missing ones. A retried capture job resumes the scene (the protocol's own reconciliation).
 
+Cancels (:meth:`JobRunner.cancel`, the API's one path; :func:`core.jobs.request_cancel` without
+a runner). A queued job is cancelled in its record and its Dask task cancelled; a task that
+starts anyway finds it cancelled and runs nothing. A running job gets ``cancel_requested``: its
+handler stops at its next progress point (the handlers report progress between their units: the
+deblur job before each image, postprocess after each unit, export after each pair, capture after
+each trigger, a fan-out parent every ``POLL_S``; a lightbox has none inside its one exposure),
+and a cancel that arrives after the last one keeps the job from succeeding
+(:func:`core.jobs.finish_job`). Either way :func:`run_job` removes what the run
+made (:func:`_discard`: what is removed and what is kept, per kind) and only then records the job
+``cancelled``. The watcher never resubmits a job with a cancel request.
+
 Fan-out (``reprocess``). The parent task creates one ``postprocess`` child job per scene
 (``parent_id`` set; children that exist from an earlier attempt are reused, never duplicated),
 then, seceded from its worker's thread pool (``distributed.worker_client``), submits the
@@ -51,7 +62,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +109,7 @@ NAMED_ERRORS = frozenset({
 })
 """Non-ValueError named errors (by qualified name, so that no heavy package is imported)."""
 
-SETTINGS_PASSED = ("rigs_dir", "checkpoint", "device", "job_max_attempts")
+SETTINGS_PASSED = ("rigs_dir", "checkpoint", "device", "job_max_attempts", "exports_dir")
 """Settings a worker receives from the runner (besides the database URL and data directory)."""
 
 
@@ -164,10 +175,23 @@ class JobContext:
     settings: Settings
     database_url: str
     overrides: dict[str, Any]
+    written: list[Path] = field(default_factory=list)
+    """Files this run wrote: removed if it is cancelled (:func:`_discard`)."""
+    made_dirs: list[Path] = field(default_factory=list)
+    """Folders this run created (outermost first): removed, when left empty, if it is cancelled."""
 
     @property
     def data_dir(self) -> Path:
         return self.settings.data_dir
+
+    def will_write_in(self, folder: Path) -> None:
+        """Note the folders up to ``folder`` that do not exist yet; call before writing there."""
+        missing = []
+        for d in (folder, *folder.parents):
+            if d.exists():
+                break
+            missing.append(d)
+        self.made_dirs += [d for d in reversed(missing) if d not in self.made_dirs]
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress; raises JobCancelled when a cancel was requested."""
@@ -206,11 +230,16 @@ def run_job(job_id: int, database_url: str, data_dir: str,
         if job is None:
             return {"job_id": job_id, "status": current.status.value, "ran": False}
     ctx = JobContext(job, engine, settings, database_url, overrides)
+    result = None
     try:
         ctx.progress(0.0, f"attempt {job.attempts} of {job.max_attempts} on {worker}")
         result = HANDLERS[job.kind](ctx)
+        finish_job(engine, job_id, result)  # JobCancelled: a cancel came after the last progress point
     except JobCancelled:
-        cancel_finished(engine, job_id)
+        removed = _discard(ctx, result)
+        note = f"; removed {len(removed)} file(s) it had written" if removed else ""
+        when = "its last step" if result is not None else "a progress point"
+        cancel_finished(engine, job_id, f"cancelled after {when}{note}", result={"removed": removed})
         return {"job_id": job_id, "status": JobStatus.CANCELLED.value, "ran": True}
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -221,8 +250,84 @@ def run_job(job_id: int, database_url: str, data_dir: str,
             if status == JobStatus.QUEUED:
                 raise RetryableJobError(f"job {job_id}: {error}") from exc
         return {"job_id": job_id, "status": status.value, "ran": True}
-    finish_job(engine, job_id, result)
     return {"job_id": job_id, "status": JobStatus.SUCCEEDED.value, "ran": True}
+
+
+def _discard(ctx: JobContext, result: dict[str, Any] | None) -> list[str]:
+    """Remove what a cancelled run made; the removed paths (relative to the data directory).
+
+    ``result`` is the handler's when the cancel came after its last progress point, else None.
+    Per kind:
+
+    * deblur: every file the run wrote (``ctx.written``: each image's deblurred PNG and masks)
+      and the folders it created, the default ``deblur/job-<id>`` included; files it did not
+      write in a given ``out`` folder are kept. DNGs developed for it are always removed.
+    * postprocess (and a reprocess's children): nothing is removed. The cancel lands between
+      units, each of which is complete when recorded (files written atomically, the product
+      rows committed after the files; a unit that fails or is interrupted removes its own files),
+      and products are content-addressed by their parameters hash and shared by every job with
+      the same inputs and parameters, which never compute twice: a later run reuses them. The
+      scene's processing run is recorded ``interrupted`` ("cancelled (job N)").
+    * reprocess: its unfinished children are cancelled (with the request, and by the handler).
+    * export: cancelled mid-run, nothing is left (the export is built in a staging folder that
+      ``export_dataset`` removes); cancelled after the last pair, the finished export folder (it
+      holds ``export.json``) is removed.
+    * capture and lightbox: nothing is removed. Their frames are measurements, each stored
+      atomically with its row, which the capture run records; a cancelled scene session is
+      continued with ``resume``.
+    """
+    removed: list[str] = []
+    extra = DISCARDS.get(ctx.job.kind)
+    if extra is not None:
+        with contextlib.suppress(Exception):  # best effort: the job is cancelled regardless
+            removed += extra(ctx, result)
+    for path in reversed(dict.fromkeys(ctx.written)):
+        try:
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                removed.append(ctx.rel(path) or str(path))
+        except OSError:
+            pass
+    for folder in reversed(ctx.made_dirs):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
+    return removed
+
+
+def _discard_postprocess(ctx: JobContext, result: dict[str, Any] | None) -> list[str]:
+    """Mark the scene's processing run that this cancel stopped interrupted (not failed)."""
+    from core.models import ProcessingRun, RunStatus, Scene
+
+    scene = ctx.job.params.get("scene")
+    with _session(ctx.engine) as session:
+        runs = session.scalars(
+            select(ProcessingRun).join(Scene, ProcessingRun.scene_id == Scene.id)
+            .where(Scene.name == scene, ProcessingRun.status == RunStatus.FAILED,
+                   ProcessingRun.error.like("%JobCancelled%"),
+                   ProcessingRun.started_at >= ctx.job.started_at))
+        for run in runs:
+            run.status, run.error = RunStatus.INTERRUPTED, f"cancelled (job {ctx.job.id})"
+        session.commit()
+    return []
+
+
+def _discard_export(ctx: JobContext, result: dict[str, Any] | None) -> list[str]:
+    """After the last pair: remove the finished export folder (found from the result)."""
+    import shutil
+
+    if not result:
+        return []
+    folders = []
+    root = getattr(ctx.settings, "resolved_exports_dir", None)
+    if root is not None and result.get("exports_path"):
+        folders.append(Path(root) / result["exports_path"])
+    if result.get("out"):
+        folders.append(ctx.data_dir / result["out"])
+    for folder in folders:
+        if (folder / "export.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            return [ctx.rel(folder) or str(folder)]
+    return []
 
 
 def _session(engine: Engine):
@@ -330,8 +435,8 @@ def _reprocess(ctx: JobContext) -> dict[str, Any]:
                                              max_attempts=ctx.job.max_attempts).id
         session.commit()
     children = {existing[s]: s for s in scenes}
-    ctx.progress(0.0, f"{len(children)} scene job(s): {', '.join(str(c) for c in children)}")
     try:
+        ctx.progress(0.0, f"{len(children)} scene job(s): {', '.join(str(c) for c in children)}")
         _wait_children(ctx, children)
     except JobCancelled:
         with _session(ctx.engine) as session:
@@ -395,12 +500,15 @@ def _wait_children(ctx: JobContext, children: dict[int, str]) -> None:
 def _export(ctx: JobContext) -> dict[str, Any]:
     import shutil
 
-    from postprocess.export import export_dataset
+    from postprocess.export import STAGING_MARK, check_export_destination, export_dataset
 
     p = ExportParams.model_validate(ctx.job.params)
-    out = ctx.data_dir / p.out
-    if ctx.job.attempts > 1:  # a killed attempt may have left its staging folder
-        for stale in out.parent.glob(f".{out.name}.export-*"):
+    root = ctx.settings.resolved_exports_dir  # `out` is relative to the exports root, never the data dir
+    out = root / p.out
+    # the destination rules (symlinks resolved; under the exports root) before anything is touched
+    dest = check_export_destination(out, ctx.data_dir, root, overwrite=p.overwrite, confine=True)
+    if ctx.job.attempts > 1:  # a killed attempt may have left its staging folder (same folder as dest)
+        for stale in dest.parent.glob(f".{dest.name}{STAGING_MARK}*"):
             shutil.rmtree(stale, ignore_errors=True)
     count = 0
 
@@ -410,8 +518,13 @@ def _export(ctx: JobContext) -> dict[str, Any]:
         ctx.progress(count / (count + 1), f"exported {label}")
 
     summary = export_dataset(ctx.engine, ctx.data_dir, out, p.test_scenes, p.scenes,
-                             overwrite=p.overwrite, on_pair=on_pair)
-    return {"out": ctx.rel(summary.out), "splits": summary.splits, "pairs": summary.pairs,
+                             overwrite=p.overwrite, on_pair=on_pair, root=root, confine=True)
+    # reported relative, never absolute: to the data dir when the export lies in it (as every job's
+    # paths, e.g. a deblur job's inputs), else to the exports root; `exports_path`: to the root
+    in_root = summary.out.relative_to(root.resolve()).as_posix()
+    data = ctx.data_dir.resolve()
+    shown = summary.out.relative_to(data).as_posix() if data in summary.out.parents else in_root
+    return {"out": shown, "exports_path": in_root, "splits": summary.splits, "pairs": summary.pairs,
             "skipped": summary.skipped}
 
 
@@ -421,7 +534,7 @@ def _deblur(ctx: JobContext) -> dict[str, Any]:
     from api.uploads import develop_dng, is_dng
     from core.filestore import write_png
     from core.models import Product
-    from deblur.infer import ImageInputError, deblur_paths
+    from deblur.infer import ImageInputError, _expand_inputs, deblur_paths
 
     p = DeblurParams.model_validate(ctx.job.params)
     checkpoint = ctx.data_dir / p.checkpoint if p.checkpoint else ctx.settings.checkpoint
@@ -438,13 +551,16 @@ def _deblur(ctx: JobContext) -> dict[str, Any]:
         inputs += [ctx.data_dir / found[i] for i in p.product_ids]
     out = ctx.data_dir / (p.out or f"deblur/job-{ctx.job.id}")
     ctx.progress(0.05, f"deblurring {len(inputs)} input(s) into {ctx.rel(out)}")
+    ctx.will_write_in(out)
     # The model reads PNG/TIFF: a DNG is developed first (the preview's plain ISP) into a
     # temporary 16-bit PNG inside the output folder, removed afterwards.
     develop = out / f".develop-job-{ctx.job.id}"
     originals: dict[Path, Path] = {}
+    rows: list[dict[str, Any]] = []
     try:
         for i, src in enumerate(inputs):
             if src.is_file() and is_dng(src):
+                ctx.progress(0.05, f"developing {src.name}")
                 developed = develop / f"{src.stem}.png"
                 try:
                     write_png(developed, develop_dng(src), bits=16)
@@ -452,7 +568,15 @@ def _deblur(ctx: JobContext) -> dict[str, Any]:
                     raise ImageInputError(f"{src}: {exc}") from None
                 originals[developed] = src
                 inputs[i] = developed
-        rows = deblur_paths(inputs, checkpoint, out, ctx.settings.device, p.dtype, p.tile, progress=False)
+        # One image at a time, with a progress point (where a cancel stops the job) before each.
+        images = _expand_inputs(inputs)
+        for n, (src, stem) in enumerate(images):
+            ctx.progress(0.05 + 0.95 * n / len(images), f"deblurring {n + 1}/{len(images)}: {src.name}")
+            ctx.will_write_in(out / stem.parent)
+            [row] = deblur_paths(src, checkpoint, out / stem.parent, ctx.settings.device, p.dtype, p.tile,
+                                 progress=False)
+            ctx.written += [Path(row[k]) for k in ("deblurred", "mask", "mask_bin") if row[k] is not None]
+            rows.append(row)
     finally:
         shutil.rmtree(develop, ignore_errors=True)
     for r in rows:
@@ -481,7 +605,7 @@ def _capture(ctx: JobContext) -> dict[str, Any]:
         object_distance_m=spec.optics.object_distance_m, speed_mps=spec.fastest_speed_mps,
         pixel_pitch_um=o.pixel_pitch_um, focal_length_mm=o.focal_length_mm,
         sharp_blur_px=p.sharp_blur or 6.0, nd_filters=tuple(o.nd_filters),
-        exposure_range_s=o.exposure_range_s))
+        exposure_range_s=o.exposure_range_s, sharp_timing=cfg.sharp_timing))
     total = p.pairs + 2
     resume = p.resume or ctx.job.attempts > 1  # a retry continues what the killed attempt stored
     stored = 0
@@ -524,6 +648,12 @@ HANDLERS: dict[JobKind, Callable[[JobContext], dict[str, Any]]] = {
     JobKind.CAPTURE: _capture,
     JobKind.LIGHTBOX: _lightbox,
 }
+
+DISCARDS: dict[JobKind, Callable[[JobContext, dict[str, Any] | None], list[str]]] = {
+    JobKind.POSTPROCESS: _discard_postprocess,
+    JobKind.EXPORT: _discard_export,
+}
+"""Per kind, what :func:`_discard` removes besides the files in ``ctx.written``."""
 
 
 # --------------------------------------------------------------------------- the runner
@@ -639,14 +769,19 @@ class JobRunner:
         future.add_done_callback(lambda f, j=job_id: self._events.put((j, f)))
 
     def cancel(self, job_id: int) -> Job:
-        """Cancel: a queued job at once (its task is cancelled), a running one at its next
-        progress report. JobStateError for an ended job, JobNotFoundError for an unknown one."""
+        """Cancel, once (the API's one path; see :func:`core.jobs.request_cancel`): a queued job
+        at once, and its Dask task is cancelled; a running one stops at its next progress point
+        and never succeeds. Returns the job as it now is (cancelled, or running with
+        ``cancel_requested``). JobStateError for a job that had already ended, JobNotFoundError
+        for an unknown one."""
         with _session(self.engine) as session:
             job = request_cancel(session, job_id)
             session.commit()
-        future = self._futures.get(job_id)
-        if job.status == JobStatus.CANCELLED and future is not None:
-            future.cancel()
+        if job.status == JobStatus.CANCELLED:
+            with self._lock:
+                future = self._futures.get(job_id)
+            if future is not None and not future.done():
+                future.cancel()
         return job
 
     def wait(self, job_id: int, timeout: float | None = None) -> Job:
@@ -713,6 +848,10 @@ class JobRunner:
             except JobNotFoundError:
                 return
         if job.status in FINISHED:
+            return
+        if job.cancel_requested:  # never resubmitted; ended here when no task can stop it
+            if job.status == JobStatus.QUEUED or future.status == "error":
+                cancel_finished(self.engine, job_id, "cancelled (its task ended without stopping it)")
             return
         if job.status == JobStatus.RUNNING:
             if future.status != "error":

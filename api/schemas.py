@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.models import JobKind, JobStatus, Role
+from core.text import refuse_control_characters
 
 
 class _Out(BaseModel):
@@ -34,10 +35,29 @@ class HealthOut(BaseModel):
 
 # ---- tokens ----
 class TokenCreate(BaseModel):
+    """A new token: ``name`` (1–64 characters, no control characters), ``role``, and an optional
+    ``expires_at`` that must lie in the future (a time without a zone is taken as UTC)."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
     role: Role = Role.VIEWER
     expires_at: datetime | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str) -> str:
+        return refuse_control_characters(value, "name")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if value <= datetime.now(UTC):
+            raise ValueError(f"expires_at must lie in the future, got {value.isoformat()}")
+        return value
 
 
 class TokenOut(_Out):
@@ -109,6 +129,11 @@ class PlanIn(BaseModel):
     blur_min_px: float = Field(15.0, gt=0, le=1e4)
     blur_max_px: float = Field(70.0, gt=0, le=1e4)
     target_blur_px: float | None = Field(None, gt=0, le=1e4)
+    sharp_timing: str | None = Field(
+        None, pattern="^(centre|start)$",
+        description="When camera S's exposure starts: `centre` of B's (S triggered (tL − tS)/2 after B) or "
+        "`start`, together with B's (the paper's timing). Default: the rig's `sharp_timing`, else centre.",
+    )
 
 
 class NdOptionOut(BaseModel):
@@ -129,6 +154,10 @@ class PlanOut(BaseModel):
     image_distance_m: float
     pixels_per_metre: float
     options: list[NdOptionOut]
+    sharp_timing: str = Field(description="`centre` or `start`: when camera S's exposure starts.")
+    sharp_delay_s: float = Field(
+        description="Delay of camera S's trigger after camera B's (channel B's :PULSE2:DELAY), on the 250 ps grid."
+    )
 
 
 # ---- scenes, captures, frames, products, calibrations ----
@@ -157,6 +186,10 @@ class FrameOut(_Out):
     height_px: int
     trigger_index: int
     received_at: datetime
+    exposure_delay_s: float | None = Field(
+        None, description="When this frame's exposure started after camera B's (s); null for frames stored before "
+        "it was recorded."
+    )
 
 
 class CaptureOut(_Out):

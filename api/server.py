@@ -44,6 +44,7 @@ import sys
 import threading
 
 from core.settings import Settings, get_settings
+from core.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,16 @@ PROJECT_LOGGERS = ("api", "core", "acquisition", "postprocess", "deblur", "hardw
 """Loggers of the project that ``reloblur serve`` shows (INFO and above, on stderr)."""
 
 
+class EscapingFormatter(logging.Formatter):
+    """A formatter whose message part is one line: control characters that any field put into
+    it (a request path, a token's name, a scene name) are escaped (:func:`core.text.printable`),
+    so no caller can forge a log line. Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def log_config() -> dict:
     """uvicorn's logging configuration plus the project's loggers, with timestamps: the audit
     log of write requests (``reloblur.audit``), the job runner, model loading."""
@@ -84,7 +95,8 @@ def log_config() -> dict:
 
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["formatters"]["reloblur"] = {
-        "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+        "()": "api.server.EscapingFormatter",
+        "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     config["handlers"]["reloblur"] = {
         "class": "logging.StreamHandler", "formatter": "reloblur", "stream": "ext://sys.stderr"}
     for name in PROJECT_LOGGERS:

@@ -6,6 +6,16 @@ caller has validated, so that core imports nothing of the layers above it. A job
 ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``; a running job whose
 worker died goes back to ``queued`` (:func:`requeue_orphans`) while attempts remain.
 
+Cancels. :func:`request_cancel` is the one way to ask: a queued job becomes ``cancelled`` at once
+(it never starts), a running one gets ``cancel_requested`` and stops at its next progress report
+(:func:`report_progress` raises JobCancelled) or, at the latest, when it would succeed
+(:func:`finish_job` raises JobCancelled instead of recording success); its worker then removes
+the run's partial products and calls :func:`cancel_finished`. Every step is a conditional
+``UPDATE`` (``WHERE status = …`` and ``cancel_requested``), so a cancel racing a claim or a
+finish has one outcome: a job is never started once cancelled, never marked "cancelled before it
+started" once claimed, and never ``succeeded`` once a cancel was accepted. A cancel also reaches
+the job's unfinished children (a fan-out).
+
 Transactions. :func:`create_job`, :func:`get_job`, :func:`list_jobs` and :func:`request_cancel`
 work in the caller's session (the caller commits). The functions that take an ``engine``
 (:func:`claim`, :func:`report_progress`, :func:`finish_job`, :func:`fail_job`,
@@ -19,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, case, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Job, JobKind, JobStatus, utcnow
@@ -54,7 +64,8 @@ class JobParamsError(JobError):
 
 
 class JobCancelled(Exception):  # noqa: N818 - a signal, not an error
-    """Raised inside a running job (by :func:`report_progress`) when a cancel was requested."""
+    """Raised inside a running job when a cancel was requested: by :func:`report_progress` (at a
+    progress point) and by :func:`finish_job` (a cancel that arrived after the last one)."""
 
 
 # --------------------------------------------------------------------------- records
@@ -111,21 +122,49 @@ def list_jobs(session: Session, *, status: JobStatus | str | None = None,
 
 
 def request_cancel(session: Session, job_id: int) -> Job:
-    """Cancel a job: a queued one at once; a running one at its next progress report
-    (``cancel_requested``). JobStateError for a job that has ended."""
-    job = get_job(session, job_id)
-    now = utcnow()
-    if job.status == JobStatus.QUEUED:
-        job.status, job.finished_at, job.cancel_requested = JobStatus.CANCELLED, now, True
-        job.message = "cancelled before it started"
-    elif job.status == JobStatus.RUNNING:
-        job.cancel_requested = True
-    else:
-        raise JobStateError(f"job {job_id} has already ended ({job.status.value}); "
-                            "only queued or running jobs can be cancelled")
-    job.updated_at = now
-    session.flush()
-    return job
+    """Cancel a job; returns it as it now is. JobStateError ("already ended") for a job that had
+    ended before this call, JobNotFoundError for an unknown id.
+
+    A queued job is cancelled at once with ``UPDATE … WHERE status = 'queued'``: a job a worker
+    claimed meanwhile does not match (it is not marked cancelled with ``started_at`` set) and
+    gets the running job's treatment instead, ``cancel_requested`` set with ``UPDATE … WHERE
+    status = 'running'``; its handler stops at its next progress report, and it cannot succeed
+    (:func:`finish_job`). Asking again while it runs answers the same (idempotent). The job's
+    unfinished descendants (a fan-out's children) are cancelled the same way, in the same
+    transaction. Works in the caller's session, which commits (on PostgreSQL the row stays
+    locked until then, so a concurrent claim, finish or cancel waits and then sees the cancel).
+    """
+    conn = session.connection()
+    for _ in range(3):  # a job requeued between the two UPDATEs (running → queued) is tried again
+        now = utcnow()
+        if _cancel_rows(conn, Job.id == job_id, now):
+            _cancel_descendants(conn, [job_id], now)
+            return get_job(session, job_id)
+        job = get_job(session, job_id)
+        if job.status in FINISHED:
+            raise JobStateError(f"job {job_id} has already ended ({job.status.value}); "
+                                "only queued or running jobs can be cancelled")
+    raise JobStateError(f"job {job_id} keeps changing state ({job.status.value}); ask again")
+
+
+def _cancel_rows(conn: Any, which: Any, now: Any, message: str = "cancelled before it started") -> int:
+    """Queued rows matching ``which`` → cancelled, running ones → ``cancel_requested``: two
+    conditional UPDATEs on ``conn``; the number of rows either matched."""
+    queued = conn.execute(
+        update(Job).where(which, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, updated_at=now,
+                message=case((Job.attempts == 0, message), else_="cancelled while waiting for a retry")))
+    running = conn.execute(
+        update(Job).where(which, Job.status == JobStatus.RUNNING)
+        .values(cancel_requested=True, updated_at=now))
+    return queued.rowcount + running.rowcount
+
+
+def _cancel_descendants(conn: Any, parents: list[int], now: Any) -> None:
+    """Cancel the unfinished children of ``parents``, and theirs (:func:`_cancel_rows`)."""
+    while parents:
+        _cancel_rows(conn, Job.parent_id.in_(parents), now, "cancelled with its parent before it started")
+        parents = list(conn.scalars(select(Job.id).where(Job.parent_id.in_(parents))))
 
 
 # --------------------------------------------------------------------------- workers' side
@@ -157,8 +196,10 @@ def claim(engine: Engine, job_id: int, worker: str, *,
     ``live_workers`` is given and its worker is not among them (the worker died before
     :func:`requeue_orphans` saw it); the takeover is a compare-and-set on (worker, attempts).
     Returns None (and runs nothing) when the job has ended, is running on a live worker, had a
-    cancel requested (it is marked cancelled), or already used ``max_attempts`` (it is marked
-    failed, error "gave up after N attempts"). JobNotFoundError for an unknown id.
+    cancel requested (a queued one, or one whose worker is not among ``live_workers``, is marked
+    cancelled; one running on a live worker is left to stop at its next progress report), or
+    already used ``max_attempts`` (it is marked failed, error "gave up after N attempts").
+    JobNotFoundError for an unknown id.
     """
     now = utcnow()
     start = {"status": JobStatus.RUNNING, "attempts": Job.attempts + 1, "started_at": now,
@@ -169,8 +210,12 @@ def claim(engine: Engine, job_id: int, worker: str, *,
     job = _load(engine, job_id)
     if job.status not in ACTIVE:
         return None
-    if job.cancel_requested:
-        cancel_finished(engine, job_id)
+    if job.cancel_requested:  # never started again; ended here only when no live worker runs it
+        if job.status == JobStatus.QUEUED:
+            cancel_finished(engine, job_id, where=[Job.status == JobStatus.QUEUED])
+        elif live_workers is not None and job.worker not in live_workers:
+            cancel_finished(engine, job_id, message="cancelled (its worker died)",
+                            where=[Job.status == JobStatus.RUNNING, Job.attempts == job.attempts])
         return None
     if job.attempts >= job.max_attempts:
         _update(engine, job_id, [Job.status.in_(ACTIVE)], status=JobStatus.FAILED,
@@ -187,8 +232,8 @@ def claim(engine: Engine, job_id: int, worker: str, *,
 def report_progress(engine: Engine, job_id: int, fraction: float, message: str | None = None) -> None:
     """Record progress (``fraction`` clamped to [0, 1]) and ``message`` of a running job.
 
-    Raises JobCancelled when a cancel was requested; the caller stops and calls
-    :func:`cancel_finished`.
+    Raises JobCancelled when a cancel was requested (nothing is recorded then); the caller
+    stops, removes what the run made and calls :func:`cancel_finished`.
     """
     fraction = min(1.0, max(0.0, float(fraction)))
     if fraction != fraction:  # NaN
@@ -196,7 +241,8 @@ def report_progress(engine: Engine, job_id: int, fraction: float, message: str |
     values: dict[str, Any] = {"progress": fraction}
     if message is not None:
         values["message"] = _cut(message)
-    _update(engine, job_id, [Job.status == JobStatus.RUNNING], **values)
+    if _update(engine, job_id, [Job.status == JobStatus.RUNNING, Job.cancel_requested.is_(False)], **values):
+        return
     with engine.connect() as conn:
         row = conn.execute(select(Job.cancel_requested, Job.status).where(Job.id == job_id)).first()
     if row is None:
@@ -206,13 +252,23 @@ def report_progress(engine: Engine, job_id: int, fraction: float, message: str |
 
 
 def finish_job(engine: Engine, job_id: int, result: dict[str, Any]) -> None:
-    """Mark a running job succeeded with ``result`` (JSON), progress 1."""
+    """Mark a running job succeeded with ``result`` (JSON), progress 1 — only when no cancel
+    was requested (one conditional UPDATE, so a concurrent :func:`request_cancel` either comes
+    too late, 409, or wins).
+
+    Raises JobCancelled when a cancel was requested (the job is left as it is: the caller
+    removes the run's products, then calls :func:`cancel_finished`); JobStateError when the job
+    has ended otherwise.
+    """
     now = utcnow()
-    if not _update(engine, job_id, [Job.status.in_(ACTIVE)], status=JobStatus.SUCCEEDED,
-                   result=result, progress=1.0, finished_at=now, error=None,
-                   message="done"):
-        job = _load(engine, job_id)
-        raise JobStateError(f"job {job_id} cannot succeed: it has already ended ({job.status.value})")
+    if _update(engine, job_id, [Job.status.in_(ACTIVE), Job.cancel_requested.is_(False)],
+               status=JobStatus.SUCCEEDED, result=result, progress=1.0, finished_at=now, error=None,
+               message="done"):
+        return
+    job = _load(engine, job_id)
+    if job.cancel_requested or job.status == JobStatus.CANCELLED:
+        raise JobCancelled(f"job {job_id}: cancel requested before it could succeed")
+    raise JobStateError(f"job {job_id} cannot succeed: it has already ended ({job.status.value})")
 
 
 def fail_job(engine: Engine, job_id: int, error: str, retryable: bool) -> JobStatus:
@@ -230,10 +286,22 @@ def fail_job(engine: Engine, job_id: int, error: str, retryable: bool) -> JobSta
     return _load(engine, job_id).status
 
 
-def cancel_finished(engine: Engine, job_id: int) -> None:
-    """Mark a job cancelled (its run stopped after a cancel request)."""
-    _update(engine, job_id, [Job.status.in_(ACTIVE)], status=JobStatus.CANCELLED,
-            finished_at=utcnow(), cancel_requested=True, message="cancelled")
+def cancel_finished(engine: Engine, job_id: int, message: str = "cancelled", *,
+                    result: dict[str, Any] | None = None, where: list[Any] | None = None) -> bool:
+    """Mark a job cancelled (its run stopped after a cancel request; ``result``, when given,
+    says what it removed) and cancel its unfinished descendants, in one transaction. ``where``
+    narrows the UPDATE (default: the job has not ended). True when the job was marked."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": JobStatus.CANCELLED, "finished_at": now, "updated_at": now,
+                              "cancel_requested": True, "message": _cut(message)}
+    if result is not None:
+        values["result"] = result
+    with engine.begin() as conn:
+        marked = conn.execute(update(Job).where(Job.id == job_id, *(where or [Job.status.in_(ACTIVE)]))
+                              .values(**values)).rowcount == 1
+        if marked:
+            _cancel_descendants(conn, [job_id], now)
+    return marked
 
 
 def requeue_orphans(engine: Engine, live_workers: Collection[str], *,
@@ -253,10 +321,11 @@ def requeue_orphans(engine: Engine, live_workers: Collection[str], *,
             continue
         held = [Job.status == JobStatus.RUNNING,
                 Job.worker.is_(None) if worker is None else Job.worker == worker]
-        if cancel:
-            _update(engine, job_id, held, status=JobStatus.CANCELLED, finished_at=utcnow(),
-                    message="cancelled (its worker died)")
-        elif _update(engine, job_id, held, status=JobStatus.QUEUED, worker=None,
-                     message=f"worker {worker} lost; waiting for a retry"[:MAX_MESSAGE_CHARS]):
+        if not cancel and _update(engine, job_id, [*held, Job.cancel_requested.is_(False)],
+                                  status=JobStatus.QUEUED, worker=None,
+                                  message=f"worker {worker} lost; waiting for a retry"[:MAX_MESSAGE_CHARS]):
             requeued.append(job_id)
+        else:  # a cancel was requested (perhaps since the read): end it, do not retry it
+            cancel_finished(engine, job_id, "cancelled (its worker died)",
+                            where=[*held, Job.cancel_requested.is_(True)])
     return requeued

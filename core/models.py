@@ -260,7 +260,11 @@ class Frame(Base):
     hex digest of the file. ``exposure_s`` in seconds (> 0), ``gain_db`` in decibels,
     ``black_level`` < ``white_level`` in DN, size in pixels. ``sensor_timestamp_ns`` is the
     camera's own clock in nanoseconds (not comparable across cameras); ``received_at`` is the
-    host's UTC time when the frame arrived.
+    host's UTC time when the frame arrived. ``exposure_delay_s``: seconds after camera B's
+    exposure start (the trigger) at which this frame's exposure started, as the pulse generator
+    held it (or as an imported DNG's description says): 0 for B; for S (tL − tS)/2 with
+    ``sharp_timing: centre``, 0 with ``start``; NULL where unknown (frames stored before
+    migration 0006, whose captures started both exposures together, or imported without it).
     """
 
     __tablename__ = "frames"
@@ -285,6 +289,7 @@ class Frame(Base):
     trigger_index: Mapped[int] = mapped_column(Integer)
     sensor_timestamp_ns: Mapped[int | None] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    exposure_delay_s: Mapped[float | None] = mapped_column(Float)
 
     capture: Mapped[Capture] = relationship(back_populates="frames")
     camera: Mapped[Camera] = relationship(back_populates="frames")

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     preview_max_pixels: int = Field(
         1_000_000, gt=0, description="Largest image (pixels) deblurred synchronously."
     )
+    max_image_pixels: int = Field(
+        40_000_000,
+        gt=0,
+        description="Largest image (width × height, pixels) an upload may declare in its header; "
+        "larger ones are refused before any pixel is decoded (decompression-bomb guard).",
+    )
+    exports_dir: Path | None = Field(
+        None,
+        description="Root under which API export jobs write (`out` is relative to it); unset: "
+        "<data_dir>/exports. Never the data directory itself or one of its ancestors.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; empty: CORS closed."
     )
@@ -70,6 +81,11 @@ class Settings(BaseSettings):
     api_workers: int = Field(
         1, ge=1, description="HTTP worker processes of `reloblur serve` (the job runner is one)."
     )
+
+    @property
+    def resolved_exports_dir(self) -> Path:
+        """Where API exports go: ``exports_dir``, or ``<data_dir>/exports``."""
+        return self.exports_dir if self.exports_dir is not None else self.data_dir / "exports"
 
     @property
     def resolved_database_url(self) -> str:

@@ -418,6 +418,11 @@ class TwinPairDataset(Dataset):
     adds Gaussian noise (sRGB units) to the blurred image only, keyed by ``(noise_seed, i)``,
     then clips to [0, 1]. Everything is deterministic for given arguments.
 
+    ``sharp_timing``: when the sharp camera's exposure starts, ``"centre"`` (default: S's window
+    is the middle of B's, so the sharp object stands at the centre of its blur trail and the
+    target is identifiable from the blurred image) or ``"start"`` (both start together, the
+    paper's timing: the sharp object at one end of its trail, as in the published ReLoBlur set).
+
     The preset name ``"random"`` stands for a different scene per seed
     (:func:`hardware_sim.scene_sampler.random_scene`: background, moving object, path, speed
     and exposures drawn from the seed; ``exclude_assets`` keeps assets such as ``pedestrian``
@@ -444,9 +449,15 @@ class TwinPairDataset(Dataset):
         cache_twins: int = 4,
         cache_pairs: int = 0,
         exclude_assets: Sequence[str] = (),
+        sharp_timing: Literal["centre", "start"] = "centre",
     ) -> None:
         from hardware_sim.scene_sampler import RANDOM_PRESET, random_scene
-        from hardware_sim.spec import load_preset, with_sensor_size
+        from hardware_sim.spec import (
+            SHARP_TIMINGS,
+            load_preset,
+            with_sensor_size,
+            with_sharp_timing,
+        )
 
         if not presets:
             raise ValueError("TwinPairDataset needs at least one preset")
@@ -458,6 +469,9 @@ class TwinPairDataset(Dataset):
             raise ValueError(f"noise_sigma must be ≥ 0, got {noise_sigma}")
         if cache_pairs < 0:
             raise ValueError(f"cache_pairs must be ≥ 0, got {cache_pairs}")
+        if sharp_timing not in SHARP_TIMINGS:
+            raise ValueError(f"sharp_timing must be one of {', '.join(SHARP_TIMINGS)}, got {sharp_timing!r}")
+        self.sharp_timing = sharp_timing
         self.presets = tuple(presets)
         self.seeds = tuple(int(s) for s in seeds)
         self.pairs_per_scene = int(pairs_per_scene)
@@ -473,9 +487,10 @@ class TwinPairDataset(Dataset):
         for p in self.presets:
             fixed = None if p == RANDOM_PRESET else with_sensor_size(load_preset(p), self.width, self.height)
             for seed in self.seeds:
-                self._specs[(p, seed)] = fixed if fixed is not None else with_sensor_size(
+                spec = fixed if fixed is not None else with_sensor_size(
                     random_scene(seed, self.exclude_assets), self.width, self.height
                 )
+                self._specs[(p, seed)] = with_sharp_timing(spec, sharp_timing)
         self._twins: OrderedDict[tuple[str, int], Any] = OrderedDict()
 
     def __len__(self) -> int:
@@ -582,6 +597,7 @@ def export_twin_dataset(
     overwrite: bool = False,
     progress: bool = False,
     exclude_assets: Sequence[str] = (),
+    sharp_timing: Literal["centre", "start"] = "centre",
 ) -> dict:
     """Render twin pairs and write them in the ReLoBlur layout under ``out_root``.
 
@@ -592,7 +608,8 @@ def export_twin_dataset(
     scene per seed, without ``exclude_assets``, see :class:`TwinPairDataset`). Each preset gives ``n_scenes``
     scene folders ``<preset>_s<seed>`` (seeds ``seed … seed + n_scenes − 1``), each one sequence
     ``00`` of ``pairs`` pairs ``<idx>`` = ``00000, 00001, …``. Images: 8-bit sRGB PNG (the
-    :class:`TwinPairDataset` images, rounded); masks: 0/255 single-channel PNG.
+    :class:`TwinPairDataset` images, rounded); masks: 0/255 single-channel PNG. ``sharp_timing``
+    as in :class:`TwinPairDataset` (``"start"`` for pairs timed like the published ReLoBlur set).
 
     Returns ``{"root", "train": [ids], "test": [ids], "width", "height"}``. An existing
     non-empty ``out_root`` raises ``FileExistsError`` unless ``overwrite`` (then its
@@ -627,7 +644,7 @@ def export_twin_dataset(
         for preset in presets:
             split = "test" if preset in test else "train"
             ds = TwinPairDataset([preset], width, height, seeds, pairs, noise_sigma, noise_seed=seed,
-                                 exclude_assets=exclude_assets)
+                                 exclude_assets=exclude_assets, sharp_timing=sharp_timing)
             for i in range(len(ds)):
                 blur, sharp, mask, sid = ds.load_arrays(i)
                 scene, seq, idx = sid.split("/")

@@ -25,7 +25,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -190,9 +190,43 @@ def load_checkpoint(
         "gated": bool(getattr(model, "head_channels", 3) == 4),
         "step": obj.get("step"),
         "config": obj.get("config"),
+        "sharp_timing": trained_sharp_timing(obj),
         "path": path,
     }
     return model, meta
+
+
+def trained_sharp_timing(checkpoint: dict[str, Any]) -> str | None:
+    """The sharp timing of the pairs a checkpoint was trained on: ``"centre"`` (the sharp
+    exposure at the centre of the blurred one's) or ``"start"`` (both start together, the
+    paper's and the published ReLoBlur set's timing), or ``None`` when the file does not say.
+
+    Read from the checkpoint's ``sharp_timing`` key, else its training config's
+    ``data.sharp_timing``; twin-trained checkpoints made before that setting existed were
+    trained on ``start`` pairs. A model may be used on data of the other timing; this is what
+    ``reloblur deblur`` prints so that the user knows."""
+    timing = checkpoint.get("sharp_timing")
+    if timing in ("centre", "start"):
+        return timing
+    data = (checkpoint.get("config") or {}).get("data") or {}
+    if data.get("sharp_timing") in ("centre", "start"):
+        return data["sharp_timing"]
+    if data.get("source") == "twin":
+        return "start"
+    return None
+
+
+def describe_checkpoint(meta: dict[str, Any]) -> str:
+    """One line about a loaded checkpoint's model and the data it was trained for."""
+    step = f", step {meta['step']}" if meta.get("step") is not None else ""
+    timing = meta.get("sharp_timing")
+    if timing == "centre":
+        trained = "trained for sharp timing 'centre' (sharp exposure at the centre of the blurred one's)"
+    elif timing == "start":
+        trained = "trained for sharp timing 'start' (both exposures start together, as in ReLoBlur)"
+    else:
+        trained = "trained on data of unknown sharp timing"
+    return f"model {meta['model_name']}{step}: {trained}"
 
 
 def random_init_checkpoint(
@@ -440,6 +474,7 @@ def deblur_paths(
     overlap: int = 32,
     max_side: int = DEFAULT_MAX_SIDE,
     progress: bool = True,
+    on_model: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Deblur image files and/or folders (recursive; the folder structure is kept under
     ``out_dir``) with the model of ``checkpoint``. A folder holding ``*_blur.*`` files (the
@@ -450,10 +485,13 @@ def deblur_paths(
     else 0). Returns one dict per image: ``input``, ``deblurred``, ``mask``, ``mask_bin``
     (paths or ``None``), ``seconds`` (model time), ``width``, ``height``. Errors:
     :class:`ImageInputError` (naming the file), :class:`CheckpointError`,
-    :class:`InferenceError`.
+    :class:`InferenceError`. ``on_model`` is called with the checkpoint's meta (see
+    :func:`load_checkpoint`) once it is loaded, before the first image.
     """
     jobs = _expand_inputs(inputs)
-    model, _meta = load_checkpoint(checkpoint, device)
+    model, meta = load_checkpoint(checkpoint, device)
+    if on_model is not None:
+        on_model(meta)
     dev = next(model.parameters()).device
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []

@@ -221,6 +221,22 @@ def psnr_aligned(
     return value
 
 
+def mask_iou(predicted: np.ndarray, true_mask: np.ndarray, threshold: float = 0.5) -> float | None:
+    """Intersection over union of a predicted blur mask and the true one, in [0, 1].
+
+    ``predicted``: ``H×W`` soft mask (the LBAG gate, [0, 1] floats, or uint8 0..255, binarised
+    at ``threshold`` of full scale); ``true_mask``: ``H×W`` (``> 0`` = blurred). ``None`` when
+    both are empty (the IoU is undefined)."""
+    pred = np.asarray(predicted)
+    scale = 255.0 if pred.dtype == np.uint8 else 1.0
+    p = pred.astype(np.float32) >= threshold * scale
+    t = _binary_mask(true_mask, p.shape)
+    union = np.logical_or(p, t).sum()
+    if union == 0:
+        return None
+    return float(np.logical_and(p, t).sum() / union)
+
+
 def evaluate_pair(
     pred: np.ndarray,
     gt: np.ndarray,

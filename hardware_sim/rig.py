@@ -34,7 +34,8 @@ def scene_for_rig(config: RigConfig) -> SceneSpec:
     spec = load_preset(sim.scene) if sim.scene in preset_names() else load_scene_file(Path(sim.scene))
     data = spec.model_dump(mode="json")
     o = config.optics
-    data["exposure"] = {"short_s": spec.short_exposure_s, "nd_transmittance": spec.exposure.nd_transmittance}
+    data["exposure"] = {"short_s": spec.short_exposure_s, "nd_transmittance": spec.exposure.nd_transmittance,
+                        "sharp_timing": config.sharp_timing}
     data["optics"].update(pixel_pitch_um=o.pixel_pitch_um, focal_length_mm=o.focal_length_mm)
     data["sensor"].update(
         width=o.sensor_width_px, height=o.sensor_height_px, bits=o.bit_depth, cfa_pattern=o.cfa_pattern,

@@ -9,8 +9,10 @@ place only when every file is written):
     raw/whiteboard_{B,S}.dng      white-board pair
     raw/reference_{B,S}.dng       static reference pair (objects standing still)
     raw/pair_NNNN_{B,S}.dng       blurred (B, long exposure) / sharp (S, short exposure) pairs
-    truth/truth.json              scalars: cast coefficients, β, misalignment, exposures, blur
-                                  lengths, blurred-area fractions, and every frame with its sha256
+    truth/truth.json              scalars: cast coefficients, β, misalignment, exposures and S's
+                                  delay (``sharp_timing``, ``sharp_delay_s``), blur lengths,
+                                  blurred-area fractions, and every frame with its sha256 and
+                                  ``exposure_delay_s`` (when its exposure started after B's)
     truth/flow_b_from_s.npy       (H, W, 2) float32 true inter-camera flow
     truth/<shot>.npz              sharp_linear, blurred_linear (H, W, 3) float32; mask (H, W) bool
     truth/<shot>_mask.png         the true blur mask, 0/255
@@ -57,6 +59,8 @@ class SimulationSummary:
     blur_px_b: float
     blur_px_s: float
     rows: list[dict]
+    sharp_timing: str = "centre"
+    sharp_delay_s: float = 0.0
 
     @property
     def mean_blurred_area_fraction(self) -> float:
@@ -99,6 +103,7 @@ class _SceneWriter:
 
     def write_frame(self, frame: Frame, name: str, kind: str, trigger_index: int | None, t0: float | None) -> None:
         rel = f"raw/{name}_{frame.role}.dng"
+        delay = 0.0 if kind == "lightbox" else self.twin.delay[frame.role]
         description = {
             "software": f"reloblur-lab {__version__} hardware_sim",
             "scene": self.twin.spec.name,
@@ -107,11 +112,12 @@ class _SceneWriter:
             "role": frame.role,
             "trigger_index": trigger_index,
             "trigger_time_s": t0,
+            "exposure_delay_s": delay,
         }
         sha = write_dng(self.root / rel, frame.cfa, self.metadata(frame, description))
         self.frames.append(
             {"path": rel, "sha256": sha, "kind": kind, "role": frame.role, "shot": name,
-             "trigger_index": trigger_index, "exposure_s": frame.exposure_s}
+             "trigger_index": trigger_index, "exposure_s": frame.exposure_s, "exposure_delay_s": delay}
         )
 
     def write_shot(self, shot: Shot) -> dict:
@@ -153,6 +159,7 @@ class _SceneWriter:
             "exposure": {
                 "short_s": twin.t_short, "long_s": twin.t_long,
                 "nd_transmittance": spec.exposure.nd_transmittance,
+                "sharp_timing": twin.sharp_timing, "sharp_delay_s": twin.sharp_delay_s,
                 "illumination_e_per_s": twin.k_e_per_s,
             },
             "cameras": {
@@ -267,4 +274,6 @@ def simulate_scene(
         blur_px_b=spec.blur_px(twin.t_long),
         blur_px_s=spec.blur_px(twin.t_short),
         rows=pairs,
+        sharp_timing=twin.sharp_timing,
+        sharp_delay_s=twin.sharp_delay_s,
     )

@@ -8,6 +8,9 @@ exposes one frame, as a hardware-triggered camera does:
   x 1e-6 s, both taken when the pulse arrives;
 * the pulse listener only enqueues (it runs on the generator's thread); a worker thread calls
   ``renderer(role=..., pulse=..., exposure_s=..., gain_db=...)`` and queues the frame;
+* the exposure starts when the pulse reaches Line0, i.e. at the generator's T0 plus the
+  channel's delay (``pulse.delay_s``): the renderer gets the pulse, so a camera S triggered
+  (tL − tS)/2 after camera B renders the middle of B's window;
 * the frame's ``timestamp_ns`` is when its exposure started: ``pulse.time_ns`` + the
   channel's delay; ``frame_id`` is the camera's own counter (it counts dropped frames too).
 

@@ -171,14 +171,22 @@ class PropSpec(_Strict):
         return self
 
 
+SHARP_TIMINGS = ("centre", "start")
+
+
 class ExposureSpec(_Strict):
-    """The pair's exposures: tS given directly or through Eq. 2 from the sharp image's blur."""
+    """The pair's exposures: tS given directly or through Eq. 2 from the sharp image's blur, and
+    when S's exposure starts: at the centre of B's (``centre``: (tL − tS)/2 after B's) or
+    together with it (``start``, the paper's timing)."""
 
     short_s: float | None = Field(None, gt=0, description="tS, camera S's exposure (s).")
     sharp_blur_px: float | None = Field(
         None, gt=0, le=6, description="Blur tolerated in S (px): tS from Eq. 2 for the fastest object."
     )
     nd_transmittance: float = Field(0.1, description="τ = tS / tL, the ND filter in front of camera B.")
+    sharp_timing: Literal["centre", "start"] = Field(
+        "centre", description="When S's exposure starts: centre of B's ((tL − tS)/2 after it) or start (with it)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExposureSpec:
@@ -241,6 +249,13 @@ class SceneSpec(_Strict):
     def long_exposure_s(self) -> float:
         """tL = tS / τ (s)."""
         return self.short_exposure_s / self.exposure.nd_transmittance
+
+    @property
+    def sharp_delay_s(self) -> float:
+        """When S's exposure starts after B's (s): (tL − tS)/2 for ``centre``, 0 for ``start``."""
+        if self.exposure.sharp_timing == "start":
+            return 0.0
+        return (self.long_exposure_s - self.short_exposure_s) / 2.0
 
     def blur_px(self, exposure_s: float, speed_mps: float | None = None) -> float:
         """Eq. 2's blur length (px) for an exposure; default speed: the fastest object's."""
@@ -327,6 +342,18 @@ def load_preset(name: str) -> SceneSpec:
     return parse_scene(yaml.safe_load(text))
 
 
+def with_sharp_timing(spec: SceneSpec, sharp_timing: str | None) -> SceneSpec:
+    """The same scene with camera S's exposure at the ``centre`` of B's or at its ``start``
+    (``None``: unchanged); SceneSpecError names the allowed values."""
+    if sharp_timing is None or sharp_timing == spec.exposure.sharp_timing:
+        return spec
+    if sharp_timing not in SHARP_TIMINGS:
+        raise SceneSpecError(f"exposure.sharp_timing must be one of {', '.join(SHARP_TIMINGS)}, got {sharp_timing!r}")
+    data = spec.model_dump(mode="json")
+    data["exposure"]["sharp_timing"] = sharp_timing
+    return parse_scene(data)
+
+
 def with_sensor_size(spec: SceneSpec, width: int | None, height: int | None) -> SceneSpec:
     """The same scene on a sensor of another size, keeping the horizontal field of view.
 
@@ -338,7 +365,8 @@ def with_sensor_size(spec: SceneSpec, width: int | None, height: int | None) -> 
         return spec
     data = spec.model_dump(mode="json")
     # The exposures are the physical set-up: pin tS so that Eq. 2 is not re-solved for new pixels.
-    data["exposure"] = {"short_s": spec.short_exposure_s, "nd_transmittance": spec.exposure.nd_transmittance}
+    data["exposure"] = {"short_s": spec.short_exposure_s, "nd_transmittance": spec.exposure.nd_transmittance,
+                        "sharp_timing": spec.exposure.sharp_timing}
     new_width = spec.sensor.width if width is None else width
     data["sensor"]["width"] = new_width
     if height is not None:

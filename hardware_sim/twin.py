@@ -6,7 +6,10 @@
 * ``whiteboard()``    a pair of a uniform white board filling the view;
 * ``reference()``     a static pair: every object frozen where the first pair will see it;
 * ``pair(i, n)``      the i-th of n blurred/sharp pairs; pairs are triggered spread along the
-                      first object's path (with seeded jitter), exposures start together.
+                      first object's path (with seeded jitter). B's exposure starts at the
+                      trigger; S's starts ``sharp_delay_s`` later: (tL − tS)/2 with the scene's
+                      ``exposure.sharp_timing: centre`` (S's window is the middle of B's), 0 with
+                      ``start`` (both start together, the paper's timing).
 
 Randomness is keyed by the seed and the shot's name, so a shot's bytes do not depend on which
 shots were rendered before it (a resumed capture reproduces the same frames).
@@ -74,6 +77,7 @@ class Frame:
 class Shot:
     """The frames of one trigger and, for scene shots, the ground truth in camera S's grid.
 
+    trigger_time_s: when B's exposure starts (S's starts ``info["sharp_delay_s"]`` later).
     sharp_linear / blurred_linear: (H, W, 3) float32 noise-free linear sRGB that S and B see
     (B's view brought onto S's grid), after the lens, before cast, sensor and noise.
     mask: (H, W) bool, the true blur mask: where a moving object covered the pixel
@@ -120,6 +124,9 @@ class RigTwin:
         self.t_long = spec.long_exposure_s
         self.nd = {"B": spec.exposure.nd_transmittance, "S": 1.0}
         self.exposure = {"B": self.t_long, "S": self.t_short}
+        self.sharp_timing = spec.exposure.sharp_timing
+        self.sharp_delay_s = spec.sharp_delay_s  # S's exposure start after B's (the trigger)
+        self.delay = {"B": 0.0, "S": self.sharp_delay_s}
         # Illumination K (e⁻/s per unit radiance): white fills `white_fill` of the well in S's green.
         self.k_e_per_s = spec.white_fill * spec.sensor.full_well_e / (self.t_short * self.sensor.white_response.max())
 
@@ -147,12 +154,16 @@ class RigTwin:
         scale = self.k_e_per_s * exposure_s * self.nd[role]
         return self.sensor.expected_electrons(radiance, self._transmission[role], scale)
 
-    def _window(self, view: View, exposure_s: float, track_coverage: bool = True) -> render.Exposure:
-        """The scene's canvas integrated over one exposure window for a scene view."""
+    def _window(
+        self, view: View, exposure_s: float, track_coverage: bool = True, delay_s: float = 0.0
+    ) -> render.Exposure:
+        """The scene's canvas integrated over one exposure window for a scene view: from
+        ``delay_s`` after the trigger (B's exposure start) for ``exposure_s``."""
         if view.kind == "reference":
             t_pair0 = self.trigger_time(0, view.n_pairs) + self.t_long / 2.0
             return render.integrate(self.scene.still(t_pair0), 0.0, exposure_s, track_coverage)
-        return render.integrate(self.scene, self.trigger_time(view.index, view.n_pairs), exposure_s, track_coverage)
+        t0 = self.trigger_time(view.index, view.n_pairs) + delay_s
+        return render.integrate(self.scene, t0, exposure_s, track_coverage)
 
     def _camera_radiance(self, role: str, canvas: np.ndarray) -> np.ndarray:
         """What camera ``role`` sees of a canvas radiance: lens blur, then S's crop or B's view."""
@@ -243,30 +254,36 @@ class RigTwin:
         return lensed[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
 
     def render_frame(
-        self, role: str, view: View, exposure_s: float | None = None, gain_db: float | None = None
+        self, role: str, view: View, exposure_s: float | None = None, gain_db: float | None = None,
+        delay_s: float | None = None,
     ) -> Frame:
         """One camera's RAW of a view, exposed for ``exposure_s`` (default: the scene's plan)
-        at ``gain_db`` (default: the sensor spec's gain).
+        at ``gain_db`` (default: the sensor spec's gain), its exposure starting ``delay_s`` after
+        the trigger, i.e. after camera B's exposure start (default: the scene's plan, 0 for B and
+        ``sharp_delay_s`` for S).
 
         This is what a simulated camera delivers when the pulse generator fires: the view says
-        what stands in front of the rig, the exposure comes from the camera's own settings.
-        Noise is keyed by the view and the role, so a frame does not depend on what was
-        rendered before it.
+        what stands in front of the rig, the exposure comes from the camera's own settings and
+        the delay from its trigger pulse. Noise is keyed by the view and the role, so a frame
+        does not depend on what was rendered before it.
         """
         if role not in ROLES:
             raise ValueError(f"role must be 'B' or 'S', got {role!r}")
         exposure_s = self.exposure[role] if exposure_s is None else exposure_s
+        delay_s = self.delay[role] if delay_s is None else delay_s
         rng = _rng(self.seed, f"shot/{view.name}/{role}")
         scale = self.k_e_per_s * exposure_s * self.nd[role]
         if view.kind in ("lightbox", "whiteboard"):
             electrons = self.expected_electrons(role, self._uniform(view), exposure_s)
         else:
-            electrons = self._frame_response(role, self._window(view, exposure_s, track_coverage=False)) * scale
+            window = self._window(view, exposure_s, track_coverage=False, delay_s=delay_s)
+            electrons = self._frame_response(role, window) * scale
         return Frame(role, self.sensor.digitise(electrons, rng, gain_db), exposure_s)
 
     def _scene_shot(self, view: View, trigger_index: int) -> Shot:
-        """Both frames of a scene view and its ground truth (at the scene's planned exposures)."""
-        short = self._window(view, self.t_short)
+        """Both frames of a scene view and its ground truth (at the scene's planned exposures and
+        S's planned delay)."""
+        short = self._window(view, self.t_short, delay_s=self.sharp_delay_s)
         long = self._window(view, self.t_long)
         sharp = self._camera_radiance("S", short.radiance)
         frames = {}
@@ -279,7 +296,8 @@ class RigTwin:
             sharp_linear=sharp,
             blurred_linear=np.ascontiguousarray(render.crop_frame(self.scene, self._lens(long.radiance))),
             mask=render.crop_frame(self.scene, long.max_alpha) >= MASK_ALPHA_THRESHOLD,
-            info={"samples_B": long.samples, "samples_S": short.samples},
+            info={"samples_B": long.samples, "samples_S": short.samples,
+                  "sharp_timing": self.sharp_timing, "sharp_delay_s": self.sharp_delay_s},
         )
 
     # ---- shots --------------------------------------------------------------------------------

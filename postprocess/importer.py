@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import re
 import secrets
@@ -325,6 +326,16 @@ def load_manifest(path: StrPath, scene: str | None = None, rig: str | None = Non
 # --------------------------------------------------------------------------- import
 
 
+def _exposure_delay(meta: RawMetadata) -> float | None:
+    """When the frame's exposure started after camera B's, if its DNG description (JSON, as
+    written by this lab's capture and the twin) says so; else unknown (None)."""
+    try:
+        value = json.loads(meta.description or "").get("exposure_delay_s")
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 @dataclass(frozen=True)
 class _Source:
     kind: str
@@ -559,6 +570,7 @@ def _write_rows(
                 exposure_s=s.meta.exposure_time_s, gain_db=s.meta.gain_db,
                 black_level=s.meta.black_level, white_level=s.meta.white_level,
                 width_px=s.width, height_px=s.height, trigger_index=trigger, received_at=now,
+                exposure_delay_s=_exposure_delay(s.meta),
             ))
         session.add(capture)
         captures.append((kind, trigger))

@@ -17,6 +17,7 @@ from api.deps import DbDep, IdPath, IdQuery, Limit, Offset, SessionDep, Settings
 from api.routes.scenes import get_scene
 from api.schemas import ErrorOut, ProductOut
 from core.models import Frame, Product, ProductKind, Scene
+from core.text import has_control_characters
 
 router = APIRouter(tags=["artefacts"])
 
@@ -31,22 +32,33 @@ MEDIA_TYPES = {
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No such record or file."}}
 
 
+def _allowed(rel: PurePosixPath) -> bool:
+    """A relative path this service may serve: no absolute path, no ``.``/``..`` or hidden
+    (``.name``) part, a known file type."""
+    return (
+        not rel.is_absolute()
+        and bool(rel.parts)
+        and not any(part in ("..", ".") or part.startswith(".") for part in rel.parts)
+        and rel.suffix.lower() in MEDIA_TYPES
+    )
+
+
 def data_file(data_dir: Path, rel: str) -> Path:
     """The file ``rel`` inside ``data_dir``; 404 for anything else (absolute paths, ``..``,
-    hidden or temporary names, symlinks leading out, other file types, missing files)."""
-    p = PurePosixPath(rel)
-    bad = (
-        not rel
-        or "\\" in rel
-        or "\x00" in rel
-        or p.is_absolute()
-        or any(part in ("..", ".") or part.startswith(".") for part in p.parts)
-        or p.suffix.lower() not in MEDIA_TYPES
-    )
+    hidden or temporary names, other file types, missing files).
+
+    Symlinks are resolved first and every rule is applied again to the resolved path: a link
+    may only lead to a servable file inside the data directory (never to the database, a
+    hidden file or anything outside)."""
+    missing = HTTPException(404, f"no file {rel!r} in the data store")
+    if not rel or "\\" in rel or has_control_characters(rel) or not _allowed(PurePosixPath(rel)):
+        raise missing
     root = Path(data_dir).resolve()
-    full = (root / p).resolve() if not bad else root
-    if bad or not full.is_relative_to(root) or not full.is_file():
-        raise HTTPException(404, f"no file {rel!r} in the data store")
+    full = (root / rel).resolve()
+    if not full.is_relative_to(root) or not full.is_file():
+        raise missing
+    if not _allowed(PurePosixPath(full.relative_to(root).as_posix())):
+        raise missing
     return full
 
 
@@ -89,7 +101,7 @@ def _product(session: Session, product_id: int) -> Product:
 
 
 @router.get(
-    "/products/{product_id}", response_model=ProductOut, responses=NOT_FOUND, summary="One product"
+    "/products/{product_id:int}", response_model=ProductOut, responses=NOT_FOUND, summary="One product"
 )
 async def get_product(
     product_id: IdPath, request: Request, db: DbDep, _: ViewerToken
@@ -100,7 +112,7 @@ async def get_product(
 
 
 @router.get(
-    "/products/{product_id}/file",
+    "/products/{product_id:int}/file",
     response_class=FileResponse,
     responses=NOT_FOUND,
     summary="Download a product's file (image, mask, flow .npy, colour .json)",
@@ -110,7 +122,7 @@ def product_file(product_id: IdPath, session: SessionDep, settings: SettingsDep,
 
 
 @router.get(
-    "/captures/{capture_id}/mask",
+    "/captures/{capture_id:int}/mask",
     response_class=FileResponse,
     responses=NOT_FOUND,
     summary="Download a pair's newest blur mask (PNG, 0 / 255)",
@@ -128,7 +140,7 @@ def capture_mask(capture_id: IdPath, session: SessionDep, settings: SettingsDep,
 
 
 @router.get(
-    "/frames/{frame_id}/file",
+    "/frames/{frame_id:int}/file",
     response_class=FileResponse,
     responses=NOT_FOUND,
     summary="Download a raw frame (DNG)",

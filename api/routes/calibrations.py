@@ -36,7 +36,7 @@ def _list_calibrations(session: Session, camera_id: int | None, limit: int,
 
 
 @router.get(
-    "/calibrations/{calibration_id}",
+    "/calibrations/{calibration_id:int}",
     response_model=CalibrationDetail,
     summary="One calibration with its coefficients",
 )

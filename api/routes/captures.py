@@ -79,7 +79,7 @@ def _list_captures(session: Session, scene: str | None, kind: CaptureKind | None
 
 
 @router.get(
-    "/captures/{capture_id}", response_model=CaptureDetail, summary="One capture and its frames"
+    "/captures/{capture_id:int}", response_model=CaptureDetail, summary="One capture and its frames"
 )
 async def get_capture(
     capture_id: IdPath, request: Request, db: DbDep, _: ViewerToken
@@ -112,7 +112,7 @@ def _start_on_rig(kind: JobKind, body: CaptureParams | LightboxParams, settings,
     cfg = load_rig_config(settings.rigs_dir / f"{rig}.yaml")  # RigConfigError: 422
     if cfg.name != rig:
         raise JobParamsError(
-            f"rig: {rig}.yaml in {settings.rigs_dir} describes rig {cfg.name!r}, not "
+            f"rig: the rig file {rig}.yaml describes rig {cfg.name!r}, not "
             f"{rig!r}: a rig file must be named after its rig (name: {rig})"
         )
     with _one_submission_at_a_time(settings.data_dir):

@@ -115,7 +115,7 @@ def _list_jobs(session: Session, status: JobStatus | None, kind: JobKind | None,
     return [JobOut.model_validate(j) for j in rows]
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's status, progress and result")
+@router.get("/jobs/{job_id:int}", response_model=JobOut, summary="A job's status, progress and result")
 async def get_job(job_id: IdPath, request: Request, db: DbDep, _: ViewerToken) -> JobOut:
     return await db.read(request, _get_job, job_id)
 
@@ -125,17 +125,21 @@ def _get_job(session: Session, job_id: int) -> JobOut:
 
 
 @router.post(
-    "/jobs/{job_id}/cancel",
+    "/jobs/{job_id:int}/cancel",
     response_model=JobOut,
     summary="Ask a job to stop (409 when it has already finished)",
     responses={409: {"model": ErrorOut}},
 )
 def cancel_job(job_id: IdPath, session: SessionDep, runner: RunnerDep, _: OperatorToken) -> JobOut:
-    job = jobs.request_cancel(session, job_id)
-    session.commit()
+    """One cancel, done once: the runner's (which also cancels a queued job's Dask task), or,
+    without a runner, the record's. 200 with the job as it now is: ``cancelled`` (it was
+    queued) or ``running`` with ``cancel_requested`` (it stops at its next progress point and
+    never succeeds); 409 only for a job that had already ended."""
     if runner is not None:
-        runner.cancel(job_id)
-    session.refresh(job)
+        job = runner.cancel(job_id)
+    else:
+        job = jobs.request_cancel(session, job_id)
+        session.commit()
     return JobOut.model_validate(job)
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from acquisition.planner import DEFAULT_ND_FILTERS, PlanError, PlanRequest, plan_exposures
+from acquisition.planner import (
+    DEFAULT_ND_FILTERS,
+    DEFAULT_SHARP_TIMING,
+    PlanError,
+    PlanRequest,
+    plan_exposures,
+)
 from api.deps import SettingsDep, ViewerToken
 from api.routes.rigs import find_rig
 from api.schemas import PlanIn, PlanOut
@@ -18,11 +24,14 @@ router = APIRouter(tags=["plans"])
     summary="Preview an exposure plan: tS, ND filter, tL, blur and pulse widths",
 )
 def preview_plan(body: PlanIn, settings: SettingsDep, _: ViewerToken) -> PlanOut:
-    """A ``rig`` supplies pixel pitch, focal length, ND filters and exposure limits (and, for a
-    simulated rig, distance and speed); fields given in the body win. Bad inputs: 422."""
+    """A ``rig`` supplies pixel pitch, focal length, ND filters, exposure limits and the sharp
+    timing (and, for a simulated rig, distance and speed); fields given in the body win. The plan
+    shows camera S's trigger delay (``sharp_delay_s``). Bad inputs, and a ``sharp_timing`` the rig
+    cannot honour: 422."""
     pitch, focal, nd = body.pixel_pitch_um, body.focal_length_mm, body.nd_filters
     distance, speed = body.distance_m, body.speed_mps
     exposure_range = (2e-5, 10.0)
+    sharp_timing = body.sharp_timing
     if body.rig is not None:
         _, cfg = find_rig(settings, body.rig)
         o = cfg.optics
@@ -31,6 +40,7 @@ def preview_plan(body: PlanIn, settings: SettingsDep, _: ViewerToken) -> PlanOut
             focal = focal or o.focal_length_mm
         nd = nd or list(o.nd_filters)
         exposure_range = o.exposure_range_s
+        sharp_timing = sharp_timing or cfg.sharp_timing
         if (distance is None or speed is None) and cfg.simulation is not None:
             from hardware_sim.rig import scene_for_rig
 
@@ -55,6 +65,7 @@ def preview_plan(body: PlanIn, settings: SettingsDep, _: ViewerToken) -> PlanOut
             blur_range_px=(body.blur_min_px, body.blur_max_px),
             target_blur_px=body.target_blur_px,
             exposure_range_s=exposure_range,
+            sharp_timing=sharp_timing or DEFAULT_SHARP_TIMING,
         )
     )
     return PlanOut.model_validate(plan.as_dict())

@@ -65,7 +65,7 @@ def find_rig(settings: Settings, name: str) -> tuple[Path, RigConfig]:
     rigs = rig_files(settings)
     if name not in rigs:
         known = ", ".join(sorted(rigs)) or "none"
-        raise HTTPException(404, f"no rig named {name!r} in {settings.rigs_dir} (rigs: {known})")
+        raise HTTPException(404, f"no rig named {name!r} (rigs: {known})")
     return rigs[name]
 
 

@@ -33,7 +33,7 @@ def create_token(body: TokenCreate, session: SessionDep, _: AdminToken) -> Token
     return TokenCreated(**TokenOut.model_validate(row).model_dump(), secret=secret)
 
 
-@router.delete("/tokens/{token_id}", response_model=TokenOut, summary="Revoke an API token (admin)")
+@router.delete("/tokens/{token_id:int}", response_model=TokenOut, summary="Revoke an API token (admin)")
 def revoke_token(
     token_id: IdPath, session: SessionDep, request: Request, _: AdminToken
 ) -> TokenOut:

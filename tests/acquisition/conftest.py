@@ -36,12 +36,14 @@ def rig(rig_file: Path):
 
 
 
-def plan_for(rig):
-    """The plan for the simulated scene (its distance and speed), with the rig's optics."""
+def plan_for(rig, sharp_timing: str | None = None):
+    """The plan for the simulated scene (its distance and speed), with the rig's optics and
+    (unless given) its sharp timing."""
     spec = rig.simulation.world.twin.spec
     o = rig.config.optics
     return plan_exposures(PlanRequest(
         object_distance_m=spec.optics.object_distance_m, speed_mps=spec.fastest_speed_mps,
         pixel_pitch_um=o.pixel_pitch_um, focal_length_mm=o.focal_length_mm, sharp_blur_px=0.5,
         nd_filters=o.nd_filters, blur_range_px=(1.0, 70.0), target_blur_px=5.0, exposure_range_s=o.exposure_range_s,
+        sharp_timing=sharp_timing or rig.config.sharp_timing,
     ))

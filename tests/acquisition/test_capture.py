@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +45,22 @@ def stored_state(engine, data_dir: Path, scene: str | None = "s1"):
 
 
 def assert_frames_are_what_the_twin_saw(engine, data_dir, rig, plan):
-    """Every stored frame equals, pixel for pixel, the twin's render of that trigger's view."""
+    """Every stored frame equals, pixel for pixel, the twin's render of that trigger's view,
+    its exposure starting when the plan's delay says (S (tL − tS)/2 after B with ``centre``)."""
     twin = rig.simulation.world.twin
     views = {i: stage for i, stage in trigger_schedule(N_PAIRS)}
     exposure = {"B": plan.long_exposure_s, "S": plan.short_exposure_s}
+    delay = {"B": 0.0, "S": plan.sharp_delay_s}
     with session_factory(engine)() as session:
         for frame in session.scalars(select(Frame)).all():
             cfa, meta = read_dng(data_dir / frame.path)
             assert hashlib.sha256((data_dir / frame.path).read_bytes()).hexdigest() == frame.sha256
             assert meta.exposure_time_s == pytest.approx(frame.exposure_s)
+            assert frame.exposure_delay_s == delay[frame.role]  # as the generator held it, exactly
+            assert json.loads(meta.description)["exposure_delay_s"] == delay[frame.role]
             stage = views[frame.trigger_index]
-            expected = twin.render_frame(frame.role, View(stage.kind, stage.index, stage.n_pairs), exposure[frame.role])
+            expected = twin.render_frame(frame.role, View(stage.kind, stage.index, stage.n_pairs), exposure[frame.role],
+                                         delay_s=delay[frame.role])
             np.testing.assert_array_equal(cfa, expected.cfa)
 
 
@@ -82,6 +88,45 @@ def test_the_blurred_frame_is_blurred_and_the_sharp_one_is_not(rig, engine, tmp_
     twin = rig.simulation.world.twin
     shot = twin.pair(0, N_PAIRS)
     assert shot.mask.mean() > 0.01
+
+
+@pytest.mark.parametrize("sharp_timing", ["centre", "start"])
+def test_the_sharp_delay_reaches_the_generator_the_frames_and_the_run(rig, engine, tmp_path, sharp_timing):
+    """``centre``: camera S is triggered (tL − tS)/2 after B, the generator holds that delay on
+    channel B, S's frames show the middle of B's window, and every frame and the run record it;
+    ``start``: delay 0 everywhere (the paper's timing)."""
+    from acquisition.synchronizer import TICKS_PER_S
+
+    assert rig.config.sharp_timing == "centre"  # the twin rig's default
+    plan = plan_for(rig, sharp_timing)
+    expected = round((plan.long_exposure_s - plan.short_exposure_s) / 2 * TICKS_PER_S) / TICKS_PER_S
+    assert plan.sharp_timing == sharp_timing
+    assert plan.sharp_delay_s == (expected if sharp_timing == "centre" else 0.0)
+    if sharp_timing == "centre":
+        assert plan.sharp_delay_s > 0
+    data_dir = tmp_path / "data"
+    SceneCapture(rig, plan, data_dir, engine).capture_scene("s1", N_PAIRS)
+    emulator = rig.simulation.emulator
+    assert emulator.channels[2].delay_ticks - emulator.channels[1].delay_ticks == round(plan.sharp_delay_s * TICKS_PER_S)
+    assert_frames_are_what_the_twin_saw(engine, data_dir, rig, plan)
+    twin = rig.simulation.world.twin
+    with session_factory(engine)() as session:
+        run = session.scalars(select(CaptureRun)).one()
+        assert run.config["plan"]["sharp_timing"] == sharp_timing
+        assert run.config["plan"]["sharp_delay_s"] == plan.sharp_delay_s
+        assert run.outcome["sharp_delay_s"] == plan.sharp_delay_s
+        for capture in session.scalars(select(Capture)).all():
+            frames = {f.role: f for f in capture.frames}
+            assert (frames["B"].exposure_delay_s, frames["S"].exposure_delay_s) == (0.0, plan.sharp_delay_s)
+            # The simulated cameras time-stamp their exposure start: S's comes the delay after B's.
+            gap_ns = frames["S"].sensor_timestamp_ns - frames["B"].sensor_timestamp_ns
+            assert gap_ns == round(plan.sharp_delay_s * 1e9)
+        pair = session.scalars(select(Frame).join(Capture).where(
+            Capture.kind == "pair", Frame.role == "S")).first()
+        cfa, _ = read_dng(data_dir / pair.path)
+    view = View("pair", pair.trigger_index - 2, N_PAIRS)
+    at_start = twin.render_frame("S", view, plan.short_exposure_s, delay_s=0.0).cfa
+    assert np.array_equal(cfa, at_start) == (sharp_timing == "start")
 
 
 def test_a_second_capture_on_a_busy_rig_is_refused(rig, engine, tmp_path):

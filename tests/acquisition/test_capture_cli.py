@@ -56,6 +56,25 @@ def test_plan_refusal_is_a_clear_error():
     assert result.exit_code == 2 and "no ND filter gives a usable long exposure" in result.output
 
 
+def test_plan_prints_the_sharp_delay_from_the_rig_or_the_option(tmp_path):
+    result = runner.invoke(app, ["plan", "--rig", "configs/rigs/twin.yaml"])  # the twin rig: centre
+    assert result.exit_code == 0, result.output
+    # tS = 4.491 ms, tL = 35.928 ms: S triggered (tL − tS)/2 = 15.7185 ms after B.
+    assert "sharp timing        centre: S triggered 15.718500 ms after B" in result.output
+    assert "channel B delay 0.01571850000 s beyond channel A" in result.output
+    result = runner.invoke(app, ["plan", "--rig", "configs/rigs/twin.yaml", "--sharp-timing", "start"])
+    assert result.exit_code == 0, result.output
+    assert "sharp timing        start: S triggered 0.000000 ms after B" in result.output
+    start_rig = write_rig_file(tmp_path, sharp_timing="start")
+    result = runner.invoke(app, ["plan", "--rig", str(start_rig)])
+    assert "sharp timing        start" in result.output
+    result = runner.invoke(app, ["plan", "--rig", "configs/rigs/twin.yaml", "--sharp-timing", "middle"])
+    assert result.exit_code == 2 and "--sharp-timing must be one of centre, start; got 'middle'" in result.output
+    bad_rig = write_rig_file(tmp_path, sharp_timing="middle")
+    result = runner.invoke(app, ["plan", "--rig", str(bad_rig)])
+    assert result.exit_code == 2 and "sharp_timing: Input should be 'centre' or 'start'" in result.output
+
+
 def test_rig_check_identifies_the_instruments(tmp_path):
     result = runner.invoke(app, ["rig", "check", "--rig", str(write_rig_file(tmp_path))])
     assert result.exit_code == 0, result.output
@@ -86,6 +105,18 @@ def test_capture_and_lightbox_commands(tmp_path, env):
     result = runner.invoke(app, ["capture", "--rig", rig_file, "--scene", "street", "--pairs", "2"])
     assert result.exit_code == 0, result.output
     assert complete_triggers(env["db_url"]) == [0, 1, 2, 3]
+    engine = make_engine(env["db_url"])
+    try:
+        with session_factory(engine)() as session:  # the twin rig's centre: S delayed, recorded per frame
+            delays = {(f.role, f.exposure_delay_s) for f in session.scalars(select(Frame))}
+            run = session.scalars(select(CaptureRun)).one()
+    finally:
+        engine.dispose()
+    assert run.config["plan"]["sharp_timing"] == "centre"
+    assert delays == {("B", 0.0), ("S", run.config["plan"]["sharp_delay_s"])} and run.config["plan"]["sharp_delay_s"] > 0
+    result = runner.invoke(app, ["capture", "--rig", rig_file, "--scene", "paper", "--pairs", "1",
+                                 "--sharp-timing", "start"])
+    assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["capture", "--rig", rig_file, "--scene", "street", "--pairs", "2"])
     assert result.exit_code == 2 and "--resume" in result.output
     result = runner.invoke(app, ["capture-lightbox", "--rig", rig_file, "--exposure-ms", "5", "--nd", "0.1"])

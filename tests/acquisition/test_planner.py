@@ -10,8 +10,12 @@ from acquisition.planner import (
     PlanError,
     PlanRequest,
     PulseWidthError,
+    SharpTimingError,
+    lightbox_plan,
     plan_exposures,
+    sharp_delay,
 )
+from acquisition.synchronizer import TICKS_PER_S, representable
 
 
 def test_eq2_by_hand_with_focal_length():
@@ -93,3 +97,63 @@ def test_bad_requests_are_named(changes, message):
     request = {"object_distance_m": 10, "speed_mps": 2, "pixel_pitch_um": 4.5, **changes}
     with pytest.raises(PlanError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         plan_exposures(PlanRequest(**request))
+
+
+# ------------------------------------------------------------------------- sharp timing
+EQ2 = {"object_distance_m": 10, "speed_mps": 2, "pixel_pitch_um": 4.5, "focal_length_mm": 50}
+
+
+def test_centre_delays_camera_s_by_half_the_exposure_difference_on_the_generators_grid():
+    plan = plan_exposures(PlanRequest(**EQ2))  # centre is the default
+    assert plan.sharp_timing == "centre"
+    half = (plan.long_exposure_s - plan.short_exposure_s) / 2
+    assert plan.sharp_delay_s == round(half * TICKS_PER_S) / TICKS_PER_S
+    assert abs(plan.sharp_delay_s - half) <= 125e-12 and representable(plan.sharp_delay_s, "delay")
+    # S's window [delay, delay + tS] is centred in B's [0, tL] (to the generator's 250 ps).
+    assert abs(plan.sharp_delay_s + plan.short_exposure_s / 2 - plan.long_exposure_s / 2) <= 125e-12
+    # tS = 2.6865 ms, tL = 21.492 ms (τ = 0.125): (tL − tS)/2 = 9.40275 ms, on the grid already.
+    assert plan.sharp_delay_s == pytest.approx(9.40275e-3, abs=1e-12)
+    assert plan.as_dict()["sharp_delay_s"] == plan.sharp_delay_s
+
+
+def test_an_odd_number_of_ticks_is_rounded_to_the_grid():
+    t_short, t_long = 1000 / TICKS_PER_S, 2001 / TICKS_PER_S  # (tL − tS)/2 = 500.5 ticks
+    delay = sharp_delay(t_long, t_short, "centre")
+    assert delay * TICKS_PER_S == 500  # half to even, like the instrument
+    assert representable(delay, "delay") and delay + t_short <= t_long
+
+
+def test_start_gives_no_delay():
+    plan = plan_exposures(PlanRequest(**EQ2, sharp_timing="start"))
+    assert (plan.sharp_timing, plan.sharp_delay_s) == ("start", 0.0)
+    centre = plan_exposures(PlanRequest(**EQ2))
+    assert (plan.short_exposure_s, plan.long_exposure_s) == (centre.short_exposure_s, centre.long_exposure_s)
+    assert lightbox_plan(0.01, 0.1).sharp_delay_s == 0.0
+    assert lightbox_plan(0.01, 0.1, "centre").sharp_delay_s == pytest.approx(0.045, abs=1e-12)
+
+
+def test_an_equal_exposure_centres_with_no_delay():
+    assert sharp_delay(0.004, 0.004, "centre") == 0.0
+
+
+@pytest.mark.parametrize("timing", ["centre", "start"])
+def test_a_sharp_exposure_longer_than_the_blurred_one_is_refused(timing):
+    with pytest.raises(SharpTimingError) as error:
+        sharp_delay(0.002, 0.003, timing)
+    assert isinstance(error.value, PlanError)
+    assert f"sharp_timing {timing!r} cannot be honoured" in str(error.value)
+    assert "tS = 0.003 s is longer than camera B's tL = 0.002 s" in str(error.value)
+
+
+def test_a_delay_beyond_the_generators_range_is_refused():
+    # tL = 2500 s, tS = 1 s: (tL − tS)/2 = 1249.5 s, beyond the 575's 999.99999999975 s delay.
+    with pytest.raises(SharpTimingError, match=r"1249\.5 s is beyond the pulse generator's delay range"):
+        sharp_delay(2500.0, 1.0, "centre")
+    assert sharp_delay(2500.0, 1.0, "start") == 0.0
+
+
+def test_an_unknown_sharp_timing_is_refused_with_the_allowed_values():
+    with pytest.raises(SharpTimingError, match="one of centre, start; got 'middle'"):
+        plan_exposures(PlanRequest(**EQ2, sharp_timing="middle"))
+    with pytest.raises(SharpTimingError, match="one of centre, start"):
+        sharp_delay(0.02, 0.002, "end")

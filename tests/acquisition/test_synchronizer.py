@@ -134,6 +134,52 @@ def test_instrument_errors_are_named(emu, code, send):
         assert isinstance(error.value, OutOfBoundsError)
 
 
+@pytest.mark.parametrize("transport", ["pty", "tcp"])
+def test_sharp_delay_is_sent_on_channel_b_and_read_back(emu, pulses, transport):
+    """Camera S's channel (:PULSE2) gets the common delay plus the sharp delay, the emulator
+    receives it as :PULSE2:DELAY, the driver queries it back and returns what is held."""
+    received: list[str] = []
+    handle = emu.handle_line
+    emu.handle_line = lambda line: (received.append(line.strip()), handle(line))[1]
+    sharp = quantise((WIDTH_B - WIDTH_S) / 2)  # 5.75 ms: S at the centre of B's window
+    with PulseGenerator(endpoint(emu, transport), timeout_s=0.5) as pg:
+        timing = pg.configure_pair(WIDTH_B, WIDTH_S, DELAY, sharp_delay_s=sharp)
+        pg.arm()
+        pg.trigger()
+    assert ":PULSE2:DELAY 0.00575100000" in received and ":PULSE1:DELAY 0.00000100000" in received
+    assert ":PULSE2:DELAY?" in received and ":PULSE1:DELAY?" in received
+    assert received.index(":PULSE2:DELAY?") > received.index(":PULSE2:DELAY 0.00575100000")
+    assert emu.channels[2].delay_s == DELAY + sharp and emu.channels[1].delay_s == DELAY
+    assert (timing.width_b_s, timing.width_s_s, timing.delay_b_s) == (WIDTH_B, WIDTH_S, DELAY)
+    assert timing.delay_s_s == pytest.approx(DELAY + sharp, abs=1e-15)
+    assert timing.sharp_delay_s == sharp
+    assert [(p.channel, p.delay_s) for p in pulses] == [(1, DELAY), (2, pytest.approx(DELAY + sharp, abs=1e-15))]
+    # S's exposure [delay, delay + tS] of B's window is centred in B's [0, tL].
+    assert timing.sharp_delay_s + WIDTH_S / 2 == pytest.approx(WIDTH_B / 2, abs=RESOLUTION_S)
+
+
+def test_sharp_delay_beyond_the_generators_range_is_refused_before_sending(emu):
+    with PulseGenerator(emu.serve_pty()) as pg:
+        emu.faults = FaultPlan()
+        for delay, sharp in ((0.0, 1000.0), (600.0, 500.0), (0.0, -1e-9), (0.0, 1.0000000001)):
+            with pytest.raises(UnrepresentableWidthError, match="delay"):
+                pg.configure_pair(WIDTH_B, WIDTH_S, delay, sharp_delay_s=sharp)
+        assert emu.commands_received == 0
+
+
+def test_a_sharp_delay_the_instrument_did_not_take_is_a_readback_mismatch(emu):
+    delay = emu._leaves["delay"]
+    emu._leaves["delay"] = dataclasses.replace(  # channel B ignores its delay
+        delay, set=lambda n, arg: None if n == 2 else delay.set(n, arg)
+    )
+    with (
+        PulseGenerator(emu.serve_pty(), timeout_s=0.5) as pg,
+        pytest.raises(ReadbackMismatchError) as error,
+    ):
+        pg.configure_pair(WIDTH_B, WIDTH_S, sharp_delay_s=0.00575)
+    assert error.value.mismatches == [(":PULSE2:DELAY", "0.00575000000", "0.00000000000")]
+
+
 def test_readback_mismatch_is_reported(emu):
     width = emu._leaves["width"]
     emu._leaves["width"] = dataclasses.replace(width, set=lambda _n, _arg: None)  # ignores widths

@@ -128,7 +128,7 @@ def test_job_submission_listing_and_cancel(live):
         assert job["params"]["scene"] == "scene1" and job["created_by"] is not None
         for path, payload in [
             ("/api/v1/jobs/reprocess", {"scenes": ["scene1"]}),
-            ("/api/v1/jobs/export", {"out": "exports/one", "test_scenes": ["scene1"]}),
+            ("/api/v1/jobs/export", {"out": "one", "test_scenes": ["scene1"]}),
             ("/api/v1/jobs/deblur", {"product_ids": [live.ids["product_blurred"]]}),
         ]:
             r = c.post(path, json=payload)

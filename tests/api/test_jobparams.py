@@ -59,7 +59,7 @@ def test_capture_rig_file_is_looked_up_in_the_given_settings(settings, tmp_path)
     assert model.model_dump(mode="json") == {"rig": "twin", "scene": "s1", "pairs": 2,
                                              "sharp_blur": None, "resume": False}
     elsewhere = settings.model_copy(update={"rigs_dir": tmp_path / "rigs"})
-    with pytest.raises(JobParamsError, match="no rig file twin.yaml in .*rigs"):
+    with pytest.raises(JobParamsError, match="no rig file twin.yaml in the rigs folder"):
         validate_params("capture", {"rig": "twin", "scene": "s1", "pairs": 2}, elsewhere)
 
 
@@ -79,7 +79,8 @@ def test_capture_route_uses_the_apps_rigs_dir(tmp_path, start_server):
         assert job["max_attempts"] == 5  # the app's settings, not the process'
         r = c.post("/api/v1/captures", json={"rig": "twin", "scene": "s2", "pairs": 1})
         assert r.status_code == 422, r.text
-        assert "no rig file twin.yaml" in r.json()["detail"] and str(rigs) in r.json()["detail"]
+        assert "no rig file twin.yaml" in r.json()["detail"]
+        assert str(rigs) not in r.json()["detail"]  # no server path in an answer
         r = c.post("/api/v1/captures", json={"rig": "misnamed", "scene": "s2", "pairs": 1})
         assert r.status_code == 422 and "describes rig 'twin'" in r.json()["detail"]
         assert [j["params"]["rig"] for j in c.get("/api/v1/jobs").json()] == ["labrig"]

@@ -17,8 +17,8 @@ from api.jobrunner import JobRunner
 from core import migrate
 from core.db import make_engine, session_factory
 from core.dng import read_dng
-from core.jobs import create_job
-from core.models import Capture, CaptureKind, CaptureStatus, Frame, Job, JobStatus, Scene
+from core.jobs import JobParamsError, create_job
+from core.models import Capture, CaptureKind, CaptureStatus, Frame, Job, JobKind, JobStatus, Scene
 from core.settings import Settings
 from hardware_sim.scene_writer import simulate_scene
 from hardware_sim.spec import load_preset, with_sensor_size
@@ -122,10 +122,11 @@ def test_export_job_after_a_postprocess_job(lab):
     pp = run(lab, "postprocess", {"scene": scene})
     assert pp.status == JobStatus.SUCCEEDED, pp.error
     assert pp.result["made"]["mask"] == 2
-    job = run(lab, "export", {"out": "exports/one", "test_scenes": [scene], "scenes": [scene]})
+    # `out` is relative to the exports root (default <data_dir>/exports); reported relative
+    job = run(lab, "export", {"out": "one", "test_scenes": [scene], "scenes": [scene]})
     assert job.status == JobStatus.SUCCEEDED, job.error
     out = lab["data_dir"] / "exports/one"
-    assert job.result["out"] == "exports/one"
+    assert job.result["out"] == "exports/one" and job.result["exports_path"] == "one"
     assert job.result["splits"] == {"train": [], "test": [scene]}
     assert job.result["pairs"] == {scene: 2} and job.result["skipped"] == {scene: []}
     blur = sorted((out / "dataset/test" / scene).rglob("*_blur.png"))
@@ -137,9 +138,19 @@ def test_export_job_after_a_postprocess_job(lab):
     assert img.shape == (SENSOR[1], SENSOR[0], 3) and img.dtype == np.uint8
     mask = cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (SENSOR[1], SENSOR[0]) and set(np.unique(mask)) <= {0, 255}
-    again = run(lab, "export", {"out": "exports/one", "test_scenes": [scene]})
-    assert again.status == JobStatus.FAILED and again.attempts == 1  # a named error: not retried
-    assert again.error.startswith("ExportError: ") and "exists and is not empty" in again.error
+    # an existing export without overwrite is refused when submitted (422 through the API)...
+    with pytest.raises(JobParamsError, match="out: .*exists and is not empty \\(a previous export\\)"):
+        run(lab, "export", {"out": "one", "test_scenes": [scene]})
+    # ... and by the job itself, should one be recorded anyway: a named error, not retried
+    params = {"out": "one", "test_scenes": [scene], "scenes": None, "overwrite": False}
+    with session_factory(lab["engine"])() as session:
+        job = create_job(session, JobKind.EXPORT, params, max_attempts=3)
+        session.commit()
+        job_id = job.id
+    lab["runner"].submit(job_id)
+    again = lab["runner"].wait(job_id, timeout=120)
+    assert again.status == JobStatus.FAILED and again.attempts == 1
+    assert again.error.startswith("ExportError: ") and "(a previous export)" in again.error
 
 
 def test_deblur_job_on_a_png(lab):

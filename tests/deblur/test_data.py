@@ -298,6 +298,50 @@ def test_twin_pair_cache_returns_the_rendered_pair_read_only():
         TwinPairDataset(["ball"], W, H, cache_pairs=-1)
 
 
+def test_twin_pairs_take_the_sharp_frame_at_the_centre_of_the_blurred_exposure_by_default():
+    """``sharp_timing`` reaches the twin: ``centre`` (default) renders the sharp image over the
+    middle of B's window, ``start`` over its first tS (the published set's timing); the blurred
+    image and the mask do not change."""
+    from hardware_sim.spec import load_preset, with_sensor_size, with_sharp_timing
+    from hardware_sim.twin import RigTwin
+
+    centre = TwinPairDataset(["car"], W, H, seeds=[3], pairs_per_scene=2)
+    start = TwinPairDataset(["car"], W, H, seeds=[3], pairs_per_scene=2, sharp_timing="start")
+    assert centre.sharp_timing == "centre"
+    spec = with_sensor_size(load_preset("car"), W, H)
+    for ds, timing in ((centre, "centre"), (start, "start")):
+        shot = RigTwin(with_sharp_timing(spec, timing), 3).pair(1, 2)
+        assert shot.info["sharp_timing"] == timing
+        blur, sharp, mask, _ = ds.load_arrays(1)
+        np.testing.assert_array_equal(sharp, encode_srgb(shot.sharp_linear))
+        np.testing.assert_array_equal(blur, encode_srgb(shot.blurred_linear))
+        np.testing.assert_array_equal(mask, shot.mask)
+    c, s = centre.load_arrays(1), start.load_arrays(1)
+    np.testing.assert_array_equal(c[0], s[0])
+    np.testing.assert_array_equal(c[2], s[2])
+    assert not np.array_equal(c[1], s[1])
+
+    with pytest.raises(ValueError, match="sharp_timing must be one of centre, start"):
+        TwinPairDataset(["car"], W, H, sharp_timing="middle")
+
+
+def test_sharp_timing_passes_through_the_export_and_the_training_config(tmp_path):
+    from deblur.data import read_image
+    from deblur.train import _datasets, parse_config
+
+    summary = export_twin_dataset(tmp_path / "start", ("ball", "car"), n_scenes=1, pairs=1, width=W, height=H,
+                                  sharp_timing="start")
+    sid = summary["train"][0]
+    scene, seq, idx = sid.split("/")
+    written = read_image(tmp_path / "start" / "dataset" / "train" / scene / seq / f"{idx}_sharp.png")
+    expected = TwinPairDataset(["ball"], W, H, seeds=[0], pairs_per_scene=1, sharp_timing="start").load_arrays(0)[1]
+    np.testing.assert_array_equal(written, np.round(np.clip(expected, 0, 1) * 255).astype(np.uint8))
+    cfg = parse_config({"data": {"source": "twin", "width": W, "height": H, "sharp_timing": "start"}})
+    train_ds, val_ds = _datasets(cfg)
+    assert train_ds.sharp_timing == "start" and (val_ds is None or val_ds.sharp_timing == "start")
+    assert parse_config({"data": {"source": "twin"}}).data.sharp_timing == "centre"
+
+
 def test_twin_random_preset_is_a_new_scene_per_seed_without_excluded_assets():
     from hardware_sim.scene_sampler import random_scene
     from hardware_sim.spec import with_sensor_size

@@ -20,8 +20,10 @@ from deblur.infer import (
     CheckpointError,
     ImageInputError,
     InferenceError,
+    atomic_torch_save,
     deblur_image,
     deblur_paths,
+    describe_checkpoint,
     load_checkpoint,
     random_init_checkpoint,
     tile_starts,
@@ -239,6 +241,7 @@ def test_cli_deblur(ckpts, tmp_path):
                                "--no-progress"])
     assert r.exit_code == 0, r.output
     assert {p.name for p in (tmp_path / "o").iterdir()} == {"x_deblurred.png", "x_mask.png", "x_mask_bin.png"}
+    assert "model lbag, step 0: trained on data of unknown sharp timing" in r.output
     tiny = tmp_path / "tiny.png"
     cv2.imwrite(str(tiny), np.zeros((8, 8, 3), np.uint8))
     for args, says in [
@@ -361,3 +364,22 @@ def test_real_reloblur_photo_full_resolution(name, full_lbag_checkpoint, tmp_pat
     assert diff.mean() < 0.1 and deblurred.std() > 10
     assert stats["peak_rss_mb"] < PEAK_RSS_BOUND_MB
     assert stats["seconds"] < TIME_BOUND_S
+
+
+@pytest.mark.parametrize(("stored", "expected"), [
+    ({"sharp_timing": "centre"}, "centre"),
+    ({"config": {"data": {"source": "twin", "sharp_timing": "start"}}}, "start"),
+    ({"config": {"data": {"source": "twin", "sharp_timing": "centre"}}}, "centre"),
+    ({"config": {"data": {"source": "twin"}}}, "start"),  # made before the setting existed
+    ({"config": {"data": {"source": "reloblur", "root": "x"}}}, None),
+    ({}, None),
+])
+def test_a_checkpoint_says_which_sharp_timing_it_was_trained_for(tmp_path, stored, expected):
+    path = random_init_checkpoint("lbag", tmp_path / "m.pt", num_res=1)
+    obj = torch.load(path, weights_only=True)
+    atomic_torch_save({**obj, **stored}, path)
+    _, meta = load_checkpoint(path, "cpu")
+    assert meta["sharp_timing"] == expected
+    line = describe_checkpoint(meta)
+    assert line.startswith("model lbag, step 0: ")
+    assert (f"sharp timing '{expected}'" in line) if expected else ("unknown sharp timing" in line)

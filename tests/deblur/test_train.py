@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from deblur.archs import build_model
-from deblur.data import export_twin_dataset
+from deblur.data import TwinPairDataset, export_twin_dataset
 from deblur.infer import atomic_torch_save, load_checkpoint
 from deblur.losses import LBAGLoss
 from deblur.train import (
@@ -19,7 +19,11 @@ from deblur.train import (
     RunExistsError,
     TrainConfig,
     find_checkpoints,
+    gain_line,
+    input_floor,
     load_config,
+    lr_factor,
+    make_scheduler,
     parse_config,
     train,
     training_step,
@@ -64,6 +68,15 @@ def test_tiny_config_runs_and_logs(tmp_path):
     with (out / "val.csv").open() as fh:
         val = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in val] == [2, 4] and float(val[-1]["PSNR"]) > 10
+    # ... against the blurred input's own metrics (the floor), in the CSV and the result
+    val_ds = TwinPairDataset(cfg.data.val_presets, cfg.data.width, cfg.data.height,
+                             cfg.data.val_seeds, cfg.data.val_pairs)
+    floor = input_floor(val_ds, 1)
+    assert result["val_input"] == floor
+    assert float(val[-1]["input_PSNRw"]) == pytest.approx(floor["PSNRw"])
+    line = gain_line(4, result["val"], floor)
+    gain = result["val"]["PSNRw"] - floor["PSNRw"]
+    assert f"PSNRw {result['val']['PSNRw']:.2f} (input {floor['PSNRw']:.2f}, {gain:+.2f})" in line
     masks = list((out / "val" / "step_0000004").glob("*_mask.png"))
     assert len(masks) == 1
     assert (out / "config.yaml").is_file()
@@ -217,3 +230,30 @@ def test_cli_train(tmp_path):
     cfg.write_text("model: lbag\ndata: {source: twin}\nwat: 1\n")
     r = runner.invoke(app, ["train", "--config", str(cfg)])
     assert r.exit_code == 2 and "error:" in r.output and "wat" in r.output
+
+
+def test_learning_rate_schedules(tmp_path):
+    """step: the released halving; cosine: warm-up, then a cosine to lr_final_ratio at the end."""
+    step_cfg = tiny(tmp_path, lr_halving_steps=3, total_steps=10)
+    assert [lr_factor(s, step_cfg) for s in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+    cos = tiny(tmp_path, lr_schedule="cosine", warmup_steps=4, total_steps=104, lr_final_ratio=0.1)
+    assert [lr_factor(s, cos) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lr_factor(54, cos) == pytest.approx(0.55)  # half-way down the cosine
+    assert lr_factor(104, cos) == pytest.approx(0.1) and lr_factor(500, cos) == pytest.approx(0.1)
+    factors = [lr_factor(s, cos) for s in range(4, 105)]
+    assert all(a >= b for a, b in zip(factors, factors[1:], strict=False))
+    # the scheduler follows it, and a run logs it
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = make_scheduler(opt, cos)
+    seen = []
+    for _ in range(6):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([1e-3 * lr_factor(s, cos) for s in range(6)])
+    result = train(tiny(tmp_path / "run", lr_schedule="cosine", warmup_steps=2, val_every=0,
+                        device="cpu"), progress=False)
+    with (Path(result["out_dir"]) / "train_log.csv").open() as fh:
+        lrs = [float(r["lr"]) for r in csv.DictReader(fh)]
+    assert lrs[:2] == pytest.approx([2.5e-4, 5e-4]) and lrs[3] < lrs[2]

@@ -195,3 +195,59 @@ def test_incremental_frame_response_equals_the_full_computation(preset):
         assert window.box is not None
         full = twin.sensor.expected_electrons(twin._camera_radiance(role, window.radiance), twin._transmission[role], 1.0)
         np.testing.assert_array_equal(twin._frame_response(role, window), full)
+
+
+@pytest.mark.parametrize("timing", ["centre", "start"])
+def test_cli_simulate_honours_and_records_the_sharp_timing(tmp_path, timing):
+    """``--sharp-timing`` reaches the twin, and truth.json, the shot rows and every DNG's
+    description record when S's exposure started after B's."""
+    out = tmp_path / timing
+    result = runner.invoke(app, ["simulate", "--preset", "car", "--pairs", "1", "--out", str(out),
+                                 "--width", "192", "--height", "128", "--sharp-timing", timing])
+    assert result.exit_code == 0, result.output
+    spec = load_preset("car")
+    delay = (spec.long_exposure_s - spec.short_exposure_s) / 2 if timing == "centre" else 0.0
+    assert f"sharp timing    {timing}: S starts {delay * 1e3:.3f} ms after B" in result.output
+    truth = json.loads((out / "truth" / "truth.json").read_text())
+    assert truth["exposure"]["sharp_timing"] == timing
+    assert truth["exposure"]["sharp_delay_s"] == pytest.approx(delay, rel=1e-12, abs=0)
+    pair = next(s for s in truth["shots"] if s["kind"] == "pair")
+    assert pair["sharp_timing"] == timing and pair["sharp_delay_s"] == truth["exposure"]["sharp_delay_s"]
+    scene = yaml.safe_load((out / "scene.yaml").read_text())
+    assert scene["scene"]["exposure"]["sharp_timing"] == timing
+    for f in truth["frames"]:
+        _, meta = read_dng(out / f["path"])
+        expected = 0.0 if f["kind"] == "lightbox" or f["role"] == "B" else truth["exposure"]["sharp_delay_s"]
+        assert f["exposure_delay_s"] == expected
+        assert json.loads(meta.description)["exposure_delay_s"] == expected
+
+
+def test_cli_simulate_refuses_an_unknown_sharp_timing(tmp_path):
+    result = runner.invoke(app, ["simulate", "--preset", "car", "--pairs", "1", "--out", str(tmp_path / "x"),
+                                 "--width", "192", "--height", "128", "--sharp-timing", "middle"])
+    assert result.exit_code != 0
+    assert "sharp_timing must be one of centre, start" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_simulated_world_starts_each_camera_at_its_own_pulse():
+    """The twin's world renders a camera's frame from when its trigger pulse arrived: a pulse
+    on channel B delayed d beyond channel A's renders S's window from d after B's."""
+    from hardware_sim.signals import Pulse, PulseBus
+    from hardware_sim.world import SimulatedWorld
+
+    twin = RigTwin(make_spec(width=128, height=86), seed=8)
+    bus = PulseBus()
+    world = SimulatedWorld(twin, bus, listen_channel=1)
+    view = View("pair", 1, 3)
+    world.set_view(view)
+    common, sharp = 1e-6, 0.004
+    b = Pulse(1, 0, 0, common, twin.t_long)
+    s = Pulse(2, 0, 0, common + sharp, twin.t_short)
+    bus.emit(b)
+    bus.emit(s)
+    got_s = world.render(role="S", pulse=s, exposure_s=twin.t_short, gain_db=0.0)
+    got_b = world.render(role="B", pulse=b, exposure_s=twin.t_long, gain_db=0.0)
+    np.testing.assert_array_equal(got_s, twin.render_frame("S", view, twin.t_short, 0.0, delay_s=sharp).cfa)
+    np.testing.assert_array_equal(got_b, twin.render_frame("B", view, twin.t_long, 0.0, delay_s=0.0).cfa)
+    assert not np.array_equal(got_s, twin.render_frame("S", view, twin.t_short, 0.0, delay_s=0.0).cfa)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -120,6 +121,9 @@ def test_a_simulated_scene_imports_with_its_own_manifest(simulated, engine, data
                     meta.exposure_time_s, meta.black_level, meta.white_level)
                 assert (frame.width_px, frame.height_px, frame.trigger_index) == (
                     WIDTH, HEIGHT, capture.trigger_index)
+                # When the exposure started after B's, from the twin's DNG description (car: centre).
+                assert frame.exposure_delay_s == json.loads(meta.description)["exposure_delay_s"]
+                assert (frame.exposure_delay_s > 0) == (frame.role == "S" and capture.kind != "lightbox")
         run = session.scalar(select(CaptureRun))
         assert run.status == RunStatus.COMPLETE and run.scene_id == scene.id
         assert run.config["mode"] == "copy" and run.config["import"] == str(simulated.resolve())
