@@ -23,7 +23,13 @@ from deblur.data import (
     read_mask,
     to_float01,
 )
-from deblur.infer import InferenceError, deblur_paths, describe_checkpoint
+from deblur.infer import (
+    InferenceError,
+    deblur_paths,
+    describe_checkpoint,
+    export_model,
+    load_checkpoint,
+)
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table
 from deblur.train import ConfigError, TrainingError, load_config, train
 from hardware_sim.spec import SceneSpecError
@@ -57,6 +63,22 @@ def train_cmd(
         typer.echo(f"  last loss {result['losses'][-1]:.4f}")
     if result["val"]:
         typer.echo(format_table([{"name": "validation", **result["val"]}], ["name", *METRIC_KEYS]))
+
+
+@app.command("export-model")
+def export_model_cmd(
+    checkpoint: Path = typer.Argument(..., help="A training checkpoint (.pt)."),
+    out: Path = typer.Option(..., "--out", help="The model file to write (.pt)."),
+    notes: str | None = typer.Option(None, "--notes", help="How the model was made (stored in it)."),
+) -> None:
+    """Write a checkpoint's model alone (weights, model, step, config, sharp timing) for
+    shipping: no optimiser or RNG state, about a third of a training checkpoint's size."""
+    try:
+        path = export_model(checkpoint, out, notes)
+    except InferenceError as exc:
+        raise fail(str(exc)) from None
+    _, meta = load_checkpoint(path, "cpu")
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {describe_checkpoint(meta)}")
 
 
 # ----------------------------------------------------------------------------------- deblur

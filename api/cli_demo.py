@@ -22,8 +22,8 @@ def demo(
     from core.settings import get_settings
 
     if not checkpoint.is_file():
-        raise fail(f"no checkpoint file {checkpoint}: train one (`reloblur train --config "
-                   "configs/demo_lbag.yaml`) or give an LBAG checkpoint")
+        raise fail(f"no checkpoint file {checkpoint}: give an LBAG checkpoint, e.g. the shipped "
+                   "deblur/weights/lbag_twin_cpu.pt, or train one (`make demo TRAIN=1`)")
     try:
         run_demo(get_settings(), checkpoint, rig=rig, scene=scene, pairs=pairs, echo=typer.echo)
     except DemoError as exc:

@@ -229,6 +229,30 @@ def describe_checkpoint(meta: dict[str, Any]) -> str:
     return f"model {meta['model_name']}{step}: {trained}"
 
 
+def export_model(checkpoint: Path | str, out: Path | str, notes: str | None = None) -> Path:
+    """Write the model of a (training) checkpoint alone, for shipping: its weights in fp32, the
+    model name and arguments, the step, the training config, the sharp timing it was trained
+    for (:func:`trained_sharp_timing`) and optional ``notes`` (how it was made), without the
+    optimiser, scheduler and RNG states (a third of a training checkpoint's size). The file
+    loads with :func:`load_checkpoint` like any checkpoint. CheckpointError for a bad file."""
+    path = Path(checkpoint)
+    _model, meta = load_checkpoint(path, "cpu")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    state = obj["model"] if isinstance(obj, dict) and "model" in obj else obj
+    shipped = {
+        "format": CHECKPOINT_FORMAT,
+        "version": 1,
+        "model_name": meta["model_name"],
+        "model_kwargs": dict(meta["model_kwargs"]),
+        "model": {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+        "step": meta["step"],
+        "config": meta["config"],
+        "sharp_timing": meta["sharp_timing"],
+        "notes": notes,
+    }
+    return atomic_torch_save(shipped, out)
+
+
 def random_init_checkpoint(
     model_name: str, path: Path | str, seed: int = 0, **model_kwargs: Any
 ) -> Path:

@@ -124,22 +124,25 @@ async def _parse_form(request: Request, fields: type[BaseModel] | None) -> Uploa
     return UploadForm(file, checked, form)
 
 
-async def upload_form(request: Request, _: OperatorToken) -> AsyncIterator[UploadForm]:
-    """The upload form (file, tile, dtype), read only once the caller is an operator."""
-    parsed = await _parse_form(request, UploadFields)
-    try:
-        yield parsed
-    finally:
-        await parsed.form.close()
+def _form_dependency(fields, doc: str):
+    """A dependency that reads the form (with ``fields`` checked, or just the image file when
+    ``None``) only once the caller is an operator, and closes its files afterwards."""
+
+    async def read_form(request: Request, _: OperatorToken) -> AsyncIterator[UploadForm]:
+        parsed = await _parse_form(request, fields)
+        try:
+            yield parsed
+        finally:
+            await parsed.form.close()
+
+    read_form.__doc__ = doc
+    return read_form
 
 
-async def image_form(request: Request, _: OperatorToken) -> AsyncIterator[UploadForm]:
-    """A form with just the image file, read only once the caller is an operator."""
-    parsed = await _parse_form(request, None)
-    try:
-        yield parsed
-    finally:
-        await parsed.form.close()
+upload_form = _form_dependency(UploadFields, "The upload form (file, tile, dtype), read only once "
+                               "the caller is an operator.")
+image_form = _form_dependency(None, "A form with just the image file, read only once the caller "
+                              "is an operator.")
 
 
 UploadFormDep = Annotated[UploadForm, Depends(upload_form)]

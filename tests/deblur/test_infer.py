@@ -383,3 +383,27 @@ def test_a_checkpoint_says_which_sharp_timing_it_was_trained_for(tmp_path, store
     line = describe_checkpoint(meta)
     assert line.startswith("model lbag, step 0: ")
     assert (f"sharp timing '{expected}'" in line) if expected else ("unknown sharp timing" in line)
+
+
+def test_export_model_keeps_the_weights_and_drops_the_training_state(tmp_path):
+    from deblur.infer import export_model
+
+    path = random_init_checkpoint("lbag", tmp_path / "train.pt", num_res=1)
+    obj = torch.load(path, weights_only=True)
+    config = {"data": {"source": "twin", "sharp_timing": "centre"}}
+    atomic_torch_save({**obj, "step": 7, "config": config,
+                       "optimizer": {"state": {}, "param_groups": []}}, path)
+    r = CliRunner().invoke(_cli(), ["export-model", str(path), "--out", str(tmp_path / "m.pt"),
+                                    "--notes", "made by a test"])
+    assert r.exit_code == 0, r.output
+    assert "trained for sharp timing 'centre'" in r.output
+    shipped = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert "optimizer" not in shipped and shipped["notes"] == "made by a test"
+    a, meta = load_checkpoint(tmp_path / "m.pt", "cpu")
+    b, _ = load_checkpoint(path, "cpu")
+    assert meta["step"] == 7 and meta["sharp_timing"] == "centre"
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    with pytest.raises(CheckpointError):
+        export_model(tmp_path / "missing.pt", tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
