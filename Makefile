@@ -26,8 +26,9 @@ test: $(STAMP) lint
 # The main job (SQLite in var/, the simulated rig, jobs on a local Dask cluster):
 #  1. create the database; simulate a full-resolution scene session on the digital twin (DNG +
 #     ground truth + previews); plan the exposures (Eq. 2) for the simulated rig;
-#  2. train the demo LBAG on twin pairs for a few minutes on the CPU (configs/demo_lbag.yaml),
-#     unless CHECKPOINT=path/to/lbag.pt is given;
+#  2. deblur with the shipped model (deblur/weights/lbag_twin_cpu.pt, trained on the CPU with
+#     configs/lbag_cpu.yaml); `make demo TRAIN=1` retrains it here first (about an hour), and
+#     CHECKPOINT=path/to/lbag.pt uses another;
 #  3. `reloblur demo`: start the lab service (FastAPI + Dask LocalCluster) and, through its REST
 #     API, capture a lightbox and a scene (whiteboard, reference, 5 pairs) on the simulated rig
 #     through the real drivers (BNC 575 emulator on a pty, simulated GenICam cameras),
@@ -35,8 +36,13 @@ test: $(STAMP) lint
 #     export it in ReLoBlur's layout, deblur it with LBAG, and print the metrics table and where
 #     the before/after images are. A second `make demo` resumes and reuses what exists;
 #  4. check every post-processing stage against the twin's ground truth (verify-pipeline).
-DEMO_CHECKPOINT := var/runs/demo_lbag/checkpoints/step_0000300.pt
-CHECKPOINT ?= $(DEMO_CHECKPOINT)
+SHIPPED_CHECKPOINT := deblur/weights/lbag_twin_cpu.pt
+TRAINED_CHECKPOINT := var/runs/lbag_cpu/model.pt
+ifeq ($(TRAIN),1)
+CHECKPOINT ?= $(TRAINED_CHECKPOINT)
+else
+CHECKPOINT ?= $(SHIPPED_CHECKPOINT)
+endif
 
 demo: $(STAMP) $(CHECKPOINT)
 	$(BIN)/reloblur db upgrade
@@ -46,8 +52,11 @@ demo: $(STAMP) $(CHECKPOINT)
 	$(BIN)/reloblur demo --checkpoint $(CHECKPOINT) --scene demo-street --pairs 5
 	$(BIN)/reloblur verify-pipeline --preset car --pairs 3
 
-$(DEMO_CHECKPOINT): $(STAMP) configs/demo_lbag.yaml
-	$(BIN)/reloblur train --config configs/demo_lbag.yaml --overwrite
+# Retrain the shipped model's recipe (TRAIN=1): about an hour on 2 CPU cores.
+$(TRAINED_CHECKPOINT): $(STAMP) configs/lbag_cpu.yaml
+	$(BIN)/reloblur train --config configs/lbag_cpu.yaml --overwrite
+	$(BIN)/reloblur export-model "$$(ls var/runs/lbag_cpu/checkpoints/step_*.pt | tail -1)" \
+		--out $@ --notes "reloblur train --config configs/lbag_cpu.yaml"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

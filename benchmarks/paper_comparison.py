@@ -32,6 +32,17 @@ gates and BAPC pays off early; they do not reproduce the paper's absolute number
     .venv/bin/python benchmarks/paper_comparison.py             # ~65 min on 2 CPU cores
     .venv/bin/python benchmarks/paper_comparison.py --quick     # smoke run, ~2 min
 
+At the CPU recipe's scale (``configs/lbag_cpu.yaml``: 1076×718, 96² patches, the cosine
+schedule, 2,000 steps), three training seeds per model and LBAG also with the paper's sharp
+timing (``start``; PSNRa is the fair column there) — about 15 runs of an hour each on 2 cores::
+
+    .venv/bin/python benchmarks/paper_comparison.py --recipe configs/lbag_cpu.yaml \
+        --repeats 3 --timings centre,start
+
+``--repeats N`` trains each model with N seeds and reports mean ± half the range; a run whose
+checkpoint exists is scored again, not retrained (``--only`` retrains), so a long comparison can
+be continued across sessions.
+
 Writes ``<out>/table.md``, ``<out>/results.json``, ``<out>/training_scenes.png`` (the first six
 training scenes, blurred | sharp) and each run's folder (checkpoints, logs).
 """
@@ -69,13 +80,22 @@ EXCLUDED_ASSETS = ["pedestrian"]
 HELD_OUT_SEED = 100
 
 
-def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace, out: Path):
-    """The experiment config ``configs/<config_name>.yaml`` with the comparison's scale."""
+def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace, out: Path,
+                   seed: int | None = None, timing: str = "centre", tag: str = ""):
+    """The experiment config ``configs/<config_name>.yaml`` with the comparison's scale: the
+    command line's, or with ``--recipe`` the recipe's (image size, patches, batch, learning rate
+    and schedule, steps, depth scaled per model); the variant keeps its model, loss, BAPC
+    probability and flips. ``seed`` (default ``--seed``) seeds the training; ``timing`` is the
+    twin pairs' sharp timing; ``tag`` names the run folder."""
     data = yaml.safe_load((ROOT / "configs" / f"{config_name}.yaml").read_text())
     if args.num_res is not None:
         num_res = full_num_res if args.num_res == "full" else int(args.num_res)
     else:
         num_res = max(1, round(full_num_res * args.depth_scale))
+    schedule = {"lr_halving_steps": max(1, (3 * args.steps) // 4)}
+    if args.recipe_config is not None:
+        schedule = {k: args.recipe_config[k] for k in
+                    ("lr_schedule", "warmup_steps", "lr_final_ratio", "lr_halving_steps")}
     data.update(
         model_kwargs={**data.get("model_kwargs", {}), "num_res": num_res},
         data={
@@ -92,19 +112,20 @@ def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace
             "val_presets": TEST_PRESETS,
             "val_seeds": [100],
             "val_pairs": 1,
+            "sharp_timing": timing,
         },
         patch_size=args.patch,
         batch_size=args.batch,
         lr=args.lr,
-        lr_halving_steps=max(1, (3 * args.steps) // 4),
+        **schedule,
         total_steps=args.steps,
         val_every=0,
         val_images=0,
         checkpoint_every=args.steps,
         keep_checkpoints=1,
         log_every=max(1, args.steps // 20),
-        out_dir=str(out / config_name),
-        seed=args.seed,
+        out_dir=str(out / f"{config_name}{tag}"),
+        seed=args.seed if seed is None else seed,
         device=args.device,
         num_workers=args.workers,
     )
@@ -135,6 +156,41 @@ def score(model, test: ReLoBlurDataset, device: str) -> list[dict]:
     return rows
 
 
+def spread_summary(means: list[dict]) -> tuple[dict, dict]:
+    """Mean and spread (half the max − min range) of each metric over the seeds' means."""
+    mean, spread = {}, {}
+    for key in METRIC_KEYS:
+        values = [m[key] for m in means if m.get(key) is not None]
+        mean[key] = float(np.mean(values)) if values else None
+        spread[key] = float((max(values) - min(values)) / 2) if len(values) > 1 else None
+    return mean, spread
+
+
+def _cells(mean: dict, spread: dict) -> dict:
+    """Table cells ``mean ± spread`` (``mean`` alone for one seed)."""
+    out = {}
+    for key in METRIC_KEYS:
+        if mean.get(key) is None:
+            out[key] = None
+            continue
+        fmt = ".4f" if key.startswith("SSIM") else ".2f"
+        out[key] = f"{mean[key]:{fmt}}" + (f" ± {spread[key]:{fmt}}" if spread.get(key) is not None else "")
+    return out
+
+
+def recipe_defaults(path: Path) -> dict:
+    """The comparison's scale from a training recipe (``--recipe``), as argument defaults: flags
+    given on the command line still win."""
+    recipe = parse_config(yaml.safe_load(Path(path).read_text()), source=str(path))
+    return {
+        "recipe_config": recipe.model_dump(mode="json"),
+        "width": recipe.data.width, "height": recipe.data.height, "patch": recipe.patch_size,
+        "batch": recipe.batch_size, "lr": recipe.lr, "steps": recipe.total_steps,
+        "train_seeds": len(recipe.data.seeds), "pairs": recipe.data.pairs_per_scene,
+        "depth_scale": recipe.model_kwargs.get("num_res", 20) / 20,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=None, help="training steps per model (1500; --quick 20)")
@@ -151,7 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-scenes", type=int, default=3, help="test scenes (seeds of the test preset)")
     p.add_argument("--test-pairs", type=int, default=4)
     p.add_argument("--noise-sigma", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first training seed")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="training seeds per model (seed, seed+1, ...): tables show mean ± spread")
+    p.add_argument("--timings", default="centre",
+                   help="comma-separated sharp timings; LBAG is trained with each, the other "
+                        "models with the first")
+    p.add_argument("--recipe", type=Path, default=None,
+                   help="take the scale (size, patches, batch, lr schedule, steps, depth) from "
+                        "this training config, e.g. configs/lbag_cpu.yaml")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "var" / "paper_comparison")
@@ -159,70 +223,98 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=None, help="comma-separated config names to (re)train")
     p.add_argument("--variants", default=None,
                    help="comma-separated config names to run (default: all four; LBAG always)")
+    p.set_defaults(recipe_config=None)
     args = p.parse_args(argv)
+    if args.recipe is not None:
+        p.set_defaults(**recipe_defaults(args.recipe))
+        args = p.parse_args(argv)
     if args.quick:
         args.width, args.height, args.test_pairs, args.test_scenes = 192, 128, 2, 1
         args.patch, args.pairs, args.train_seeds = 64, 2, 3
     if args.steps is None:
         args.steps = 20 if args.quick else 1500
+    timings = args.timings.split(",")
+    if not timings or any(t not in ("centre", "start") for t in timings):
+        p.error(f"--timings: centre and/or start, got {args.timings!r}")
     args.out.mkdir(parents=True, exist_ok=True)
 
     from deblur.data import export_twin_dataset
 
-    test_root = args.out / "test_data"
-    export_twin_dataset(
-        test_root, presets=TRAIN_PRESETS + TEST_PRESETS, n_scenes=args.test_scenes,
-        pairs=args.test_pairs, width=args.width, height=args.height, test_presets=TEST_PRESETS,
-        seed=HELD_OUT_SEED, noise_sigma=args.noise_sigma, overwrite=True,
-        exclude_assets=EXCLUDED_ASSETS,
-    )
+    tests: dict[str, tuple[ReLoBlurDataset, ReLoBlurDataset]] = {}
+    for timing in timings:
+        test_root = args.out / ("test_data" if timing == timings[0] else f"test_data_{timing}")
+        export_twin_dataset(
+            test_root, presets=TRAIN_PRESETS + TEST_PRESETS, n_scenes=args.test_scenes,
+            pairs=args.test_pairs, width=args.width, height=args.height, test_presets=TEST_PRESETS,
+            seed=HELD_OUT_SEED, noise_sigma=args.noise_sigma, overwrite=True,
+            exclude_assets=EXCLUDED_ASSETS, sharp_timing=timing,
+        )
+        # the pedestrian (scene-disjoint), and random scenes the training never drew
+        tests[timing] = (ReLoBlurDataset(test_root, split="test"), ReLoBlurDataset(test_root, split="train"))
     write_scene_sheet(args.out / "training_scenes.png", args)
-    test = ReLoBlurDataset(test_root, split="test")
-    held_out = ReLoBlurDataset(test_root, split="train")  # random scenes the training never drew
     only = None if args.only is None else set(args.only.split(","))
 
-    results: dict[str, dict] = {"blurred input": {
-        "mean": average_metrics(score(None, test, "cpu")),
-        "held_out_mean": average_metrics(score(None, held_out, "cpu")),
-    }}
+    results: dict[str, dict] = {}
+    for timing in timings:
+        label = "blurred input" + ("" if timing == timings[0] else f" ({timing} timing)")
+        results[label] = {"timing": timing, "mean": average_metrics(score(None, tests[timing][0], "cpu")),
+                          "held_out_mean": average_metrics(score(None, tests[timing][1], "cpu"))}
     wanted = None if args.variants is None else set(args.variants.split(",")) | {"lbag"}
-    for label, config_name, full_num_res in VARIANTS:
+    runs = [(label, name, depth, timings[0]) for label, name, depth in VARIANTS]
+    runs += [(f"LBAG ({t} timing)", "lbag", 20, t) for t in timings[1:]]
+    seeds = [args.seed + k for k in range(args.repeats)]
+    for label, config_name, full_num_res, timing in runs:
         if wanted is not None and config_name not in wanted:
             continue
-        cfg = variant_config(config_name, full_num_res, args, args.out)
-        if only is None or config_name in only or not find_checkpoints(cfg.out_dir):
-            t0 = time.perf_counter()
-            run = train(cfg, overwrite=True, progress=True)
-            seconds = time.perf_counter() - t0
-            info = {"seconds": seconds, "it_per_s": cfg.total_steps / seconds, "device": run["device"]}
-            (Path(cfg.out_dir) / "timing.json").write_text(json.dumps(info))
-        info = json.loads((Path(cfg.out_dir) / "timing.json").read_text())
-        model, meta = load_checkpoint(find_checkpoints(cfg.out_dir)[-1], device=args.device)
-        device = str(next(model.parameters()).device)
-        rows = score(model, test, device)
-        held_out_rows = score(model, held_out, device)
-        n_params = sum(p.numel() for p in model.parameters())
+        test, held_out = tests[timing]
+        per_seed = []
+        for seed in seeds:
+            tag = ("" if timing == timings[0] else f"_{timing}") + ("" if args.repeats == 1 else f"_s{seed}")
+            cfg = variant_config(config_name, full_num_res, args, args.out, seed, timing, tag)
+            if only is None or config_name in only or not find_checkpoints(cfg.out_dir):
+                t0 = time.perf_counter()
+                run = train(cfg, overwrite=True, progress=True)
+                seconds = time.perf_counter() - t0
+                info = {"seconds": seconds, "it_per_s": cfg.total_steps / seconds, "device": run["device"]}
+                (Path(cfg.out_dir) / "timing.json").write_text(json.dumps(info))
+            info = json.loads((Path(cfg.out_dir) / "timing.json").read_text())
+            model, meta = load_checkpoint(find_checkpoints(cfg.out_dir)[-1], device=args.device)
+            device = str(next(model.parameters()).device)
+            rows, held_out_rows = score(model, test, device), score(model, held_out, device)
+            per_seed.append({"seed": seed, **info, "images": rows, "mean": average_metrics(rows),
+                             "held_out_images": held_out_rows,
+                             "held_out_mean": average_metrics(held_out_rows),
+                             "params": sum(p.numel() for p in model.parameters())})
+            del model
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        mean, spread = spread_summary([r["mean"] for r in per_seed])
+        held_mean, held_spread = spread_summary([r["held_out_mean"] for r in per_seed])
         results[label] = {
-            "config": config_name, "num_res": cfg.model_kwargs["num_res"], "params": n_params,
-            "steps": cfg.total_steps, **info, "images": rows, "mean": average_metrics(rows),
-            "held_out_images": held_out_rows, "held_out_mean": average_metrics(held_out_rows),
+            "config": config_name, "timing": timing, "num_res": cfg.model_kwargs["num_res"],
+            "params": per_seed[0]["params"], "steps": cfg.total_steps, "seeds": seeds,
+            "it_per_s": float(np.median([r["it_per_s"] for r in per_seed])),
+            "device": per_seed[0]["device"], "mean": mean, "spread": spread,
+            "held_out_mean": held_mean, "held_out_spread": held_spread, "per_seed": per_seed,
+            # the first seed's rows, as before
+            "images": per_seed[0]["images"], "held_out_images": per_seed[0]["held_out_images"],
         }
-        del model
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
-    table_rows = [{"name": k, **v["mean"]} for k, v in results.items()]
-    table = format_table(table_rows, ["name", *METRIC_KEYS])
-    held_out_table = format_table(
-        [{"name": k, **v["held_out_mean"]} for k, v in results.items()], ["name", *METRIC_KEYS]
-    )
+    def table(key: str) -> str:
+        rows = [{"name": k, **_cells(v[key], v.get(key.replace("mean", "spread"), {}))}
+                for k, v in results.items()]
+        return format_table(rows, ["name", *METRIC_KEYS])
+
     first = results["LBAG"]
+    schedule = (f"lr {args.lr:g}, " + (f"{args.recipe_config['lr_schedule']} schedule" if args.recipe_config
+                                        else f"halved at step {(3 * args.steps) // 4}"))
     scale = (
-        f"{len(test)} test pairs ({', '.join(TEST_PRESETS)}, scene-disjoint from the "
+        f"{len(tests[timings[0]][0])} test pairs ({', '.join(TEST_PRESETS)}, scene-disjoint from the "
         f"{args.train_seeds} random training scenes x {args.pairs} pairs, which never show "
         f"{', '.join(EXCLUDED_ASSETS)}) at {args.width}x{args.height}; {first['steps']} steps "
-        f"per model, batch {args.batch} x {args.patch}^2, lr {args.lr:g} halved at step "
-        f"{(3 * args.steps) // 4}; ResBlocks per stage: "
+        f"per model, batch {args.batch} x {args.patch}^2, {schedule}; "
+        f"{len(seeds)} training seed(s) each (mean ± half the range); sharp timing "
+        f"{', '.join(timings)}; ResBlocks per stage: "
         + ", ".join(f"{k} {v['num_res']}" for k, v in results.items() if "num_res" in v)
     )
     full = (args.num_res == "full" or args.depth_scale == 1.0) and args.steps >= 20000 and args.patch == 256 and args.batch == 12
@@ -234,14 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "### The paper's comparison on twin data" + ("" if full else " (REDUCED SCALE)"),
         "",
-        table,
+        table("mean"),
         "",
-        f"Held-out random scenes ({len(held_out)} pairs, seeds {HELD_OUT_SEED}+: objects and "
+        f"Held-out random scenes ({len(tests[timings[0]][1])} pairs, seeds {HELD_OUT_SEED}+: objects and "
         "backgrounds seen in training, new paths, speeds and exposures):",
         "",
-        held_out_table,
+        table("held_out_mean"),
         "",
-        f"Scale: {scale}.",
+        f"Scale: {scale}. With the start timing the sharp object sits at one end of its trail: "
+        "PSNRa (which aligns first) is the fair column there.",
         f"Training speed: {speed}.",
         f"Machine: {machine}.",
     ]

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import cv2
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,3 +50,28 @@ def test_smoke_run_writes_the_table(tmp_path: Path):
     assert results["LBAG"]["held_out_mean"]["PSNR"] > 10
     assert {r["name"].split("_s")[0] for r in results["LBAG"]["held_out_images"]} == {"random"}
     assert {r["name"].split("_s")[0] for r in results["LBAG"]["images"]} == {"pedestrian"}
+
+
+def test_repeats_timings_and_the_recipe_scale(tmp_path: Path):
+    script = _script()
+    assert script.main(["--quick", "--steps", "2", "--batch", "2", "--device", "cpu",
+                        "--variants", "lbag", "--repeats", "2", "--timings", "centre,start",
+                        "--recipe", str(REPO / "configs" / "lbag_cpu.yaml"),
+                        "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    results = doc["results"]
+    assert set(results) == {"blurred input", "blurred input (start timing)", "LBAG",
+                            "LBAG (start timing)"}
+    for label in ("LBAG", "LBAG (start timing)"):
+        r = results[label]
+        assert r["seeds"] == [0, 1] and len(r["per_seed"]) == 2 and r["steps"] == 2
+        values = [s["mean"]["PSNR"] for s in r["per_seed"]]
+        assert r["mean"]["PSNR"] == pytest.approx(sum(values) / 2)
+        assert r["spread"]["PSNR"] == pytest.approx(abs(values[0] - values[1]) / 2)
+    assert results["LBAG (start timing)"]["timing"] == "start"
+    assert (tmp_path / "lbag_start_s1" / "checkpoints").is_dir()
+    text = (tmp_path / "table.md").read_text()
+    assert " ± " in text and "cosine schedule" in text and "2 training seed(s)" in text
+    # the start-timed test data differ from the centre-timed ones in the sharp images only
+    floor_c, floor_s = results["blurred input"]["mean"], results["blurred input (start timing)"]["mean"]
+    assert floor_c["PSNRw"] != floor_s["PSNRw"]
