@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from acquisition.bnc575 import MAX_TIME_S, quantise, representable
 from core import optics
 
 # Transmittances of common ND filters: ND0.3, 0.6, 0.9, 1.0, 1.2, 1.3, 1.5, 2.0 (and none).
@@ -69,8 +70,6 @@ def sharp_delay(long_exposure_s: float, short_exposure_s: float, sharp_timing: s
     at the centre of B's; ``start``: 0. Raises ``SharpTimingError`` naming the reason for an
     unknown timing, tS > tL, or a delay the generator cannot make (0 to 999.99999999975 s).
     """
-    from acquisition.synchronizer import MAX_TIME_S, quantise, representable
-
     if sharp_timing not in SHARP_TIMINGS:
         raise SharpTimingError(f"sharp_timing must be one of {', '.join(SHARP_TIMINGS)}; got {sharp_timing!r}")
     if short_exposure_s > long_exposure_s:
@@ -177,8 +176,6 @@ def _in_range(value: float, bounds: tuple[float, float]) -> bool:
 
 def plan_exposures(req: PlanRequest) -> ExposurePlan:
     """The exposure plan for a scene (see the module docstring); raises a PlanError subclass."""
-    from acquisition.synchronizer import quantise, representable
-
     _check_inputs(req)
     l_img = _image_distance(req)
     ppm = l_img / (req.object_distance_m * req.pixel_pitch_um * 1e-6)
@@ -234,8 +231,6 @@ def lightbox_plan(exposure_s: float, nd_transmittance: float, sharp_timing: Shar
     generator's resolution; nothing moves, so no blur, and by default both start together
     (``sharp_timing`` changes nothing in a flat field). Raises PlanError for values ≤ 0 or a
     transmittance above 1."""
-    from acquisition.synchronizer import quantise
-
     if not exposure_s > 0:
         raise PlanError(f"the lightbox exposure must be > 0 s, got {exposure_s}")
     if not 0 < nd_transmittance <= 1:

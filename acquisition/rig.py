@@ -16,7 +16,8 @@ The simulated rig (``configs/rigs/twin.yaml``) uses ``driver: simulated`` camera
 ``port: emulated``: the pulse generator's emulator is served on a real pseudo-terminal and the
 ordinary pyserial driver talks to it; its output pulses trigger the simulated cameras, which
 render what the twin's world holds in front of the rig (the ``simulation`` block).
-Selection happens here, by configuration, never inside a driver.
+Drivers are rig backends found by name through entry points (:mod:`acquisition.backends`):
+this module knows none of them.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from acquisition.cameras import Camera
+from acquisition import backends
+from acquisition.cameras.base import Camera
 from acquisition.planner import DEFAULT_SHARP_TIMING, SharpTiming
 from acquisition.synchronizer import PulseGenerator
 
@@ -71,15 +73,17 @@ class OpticsConfig(_Strict):
 
 
 class CameraConfig(_Strict):
-    driver: Literal["harvesters", "simulated"]
+    driver: str = Field(description="An installed rig backend: harvesters, simulated, or a third party's.")
     serial: str = Field(min_length=1)
     cti: Path | None = Field(None, description="GenTL producer (.cti) for the harvesters driver.")
 
-    @model_validator(mode="after")
-    def _check(self) -> CameraConfig:
-        if self.driver == "harvesters" and self.cti is None:
-            raise ValueError("the harvesters driver needs `cti`: the path of the camera vendor's GenTL producer")
-        return self
+    @field_validator("driver")
+    @classmethod
+    def _installed(cls, v: str) -> str:
+        if v not in backends.backend_names():
+            known = ", ".join(backends.backend_names()) or "none (is the project installed?)"
+            raise ValueError(f"unknown driver {v!r}; installed rig backends: {known}")
+        return v
 
 
 class SynchronizerConfig(_Strict):
@@ -121,11 +125,8 @@ class RigConfig(_Strict):
         missing = [r for r in ROLES if r not in self.cameras]
         if missing:
             raise ValueError(f"cameras: missing role(s) {', '.join(missing)}; a rig needs camera B and camera S")
-        simulated = [r for r in ROLES if self.cameras[r].driver == "simulated"]
-        if simulated and self.synchronizer.port != "emulated":
-            raise ValueError("simulated cameras can only be triggered by the emulated pulse generator (port: emulated)")
-        if simulated and self.simulation is None:
-            raise ValueError("simulated cameras need a `simulation` block (the scene in front of the rig)")
+        for name, roles in backends.backends_of(self).items():
+            backends.backend(name).check(self, roles)
         return self
 
 
@@ -149,6 +150,38 @@ def load_rig_config(path: str | Path) -> RigConfig:
                 msg = "unknown key"
             problems.append(f"{loc}: {msg}")
         raise RigConfigError(f"invalid rig file {path}: " + "; ".join(problems)) from None
+
+
+class RigNotFoundError(RigConfigError, LookupError):
+    """No rig file of that name in the rigs folder."""
+
+
+def rig_file(rigs_dir: str | Path, name: str) -> Path:
+    """Where rig ``name`` lives: ``<rigs_dir>/<name>.yaml``. A rig is known by its ``name``, and
+    its file is named after it (the one identity the CLI, the API and the jobs share)."""
+    return Path(rigs_dir) / f"{name}.yaml"
+
+
+def check_rig_identity(path: Path, config: RigConfig) -> RigConfig:
+    """``config`` when the file ``path`` is named after its rig; else a RigConfigError."""
+    if config.name != path.stem:
+        raise RigConfigError(
+            f"the rig file {path.name} describes rig {config.name!r}, not {path.stem!r}: a rig file must "
+            f"be named after its rig (name: {path.stem})"
+        )
+    return config
+
+
+def load_rig(rigs_dir: str | Path, name: str, loader: Callable[[Path], RigConfig] | None = None) -> RigConfig:
+    """Rig ``name`` from the rigs folder (:func:`rig_file`), checked to describe that rig.
+
+    Raises :class:`RigNotFoundError` (no such file), or :class:`RigConfigError` (invalid file,
+    or a file that describes another rig). ``loader`` reads a file (default
+    :func:`load_rig_config`; the API passes a cached one)."""
+    path = rig_file(rigs_dir, name)
+    if not path.is_file():
+        raise RigNotFoundError(f"no rig file {path.name} in the rigs folder")
+    return check_rig_identity(path, (loader or load_rig_config)(path))
 
 
 class Operator:
@@ -210,7 +243,7 @@ class Rig:
     as_shot_neutral: tuple[float, float, float]
     color_matrix_1: tuple[tuple[float, ...], ...] | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
-    simulation: object | None = None  # hardware_sim.rig.SimulatedInstruments on the simulated rig
+    simulation: object | None = None  # a backend's simulated world (BackendSession.simulation), if any
 
     @property
     def name(self) -> str:
@@ -235,42 +268,31 @@ def build_rig(config: RigConfig, operator: Operator | None = None) -> Rig:
     """
     closers: list[Callable[[], None]] = []
     try:
-        port = config.synchronizer.port
-        sim = None
-        if port == "emulated":
-            from hardware_sim.rig import start_simulated_instruments
-
-            sim = start_simulated_instruments(config)
-            closers.append(sim.close)
-            port = sim.port
+        sessions: dict[str, backends.BackendSession] = {}
+        for name in backends.backends_of(config):
+            session = backends.backend(name).start(config)
+            closers.append(session.close)
+            sessions[name] = session
+        port = next((s.port for s in sessions.values() if s.port is not None), config.synchronizer.port)
         sync = PulseGenerator(port, baudrate=config.synchronizer.baudrate, timeout_s=config.synchronizer.timeout_s)
         sync.open()
         closers.append(sync.close)
         sync.check_identity()
+        channels = {"B": config.synchronizer.channel_b, "S": config.synchronizer.channel_s}
         cameras: dict[str, Camera] = {}
         for role in ROLES:
             cam_cfg = config.cameras[role]
-            if cam_cfg.driver == "harvesters":
-                from acquisition.cameras.harvesters_camera import HarvestersCamera
-
-                camera: Camera = HarvestersCamera(cam_cfg.serial, cam_cfg.cti)
-            else:
-                from hardware_sim.rig import simulated_camera
-
-                channel = config.synchronizer.channel_b if role == "B" else config.synchronizer.channel_s
-                camera = simulated_camera(config, role, sim.world, sim.bus, channel)
+            camera = sessions[cam_cfg.driver].camera(role, cam_cfg.serial, channels[role])
             camera.open()
             closers.append(camera.close)
             cameras[role] = camera
-        neutral = config.optics.as_shot_neutral
-        matrix = config.optics.color_matrix_1
-        if sim is not None and sim.world is not None:
-            from hardware_sim.rig import SimulatedOperator
-
-            operator = operator or SimulatedOperator(sim.world)
-            neutral = sim.world.twin.sensor.as_shot_neutral
-            matrix = sim.world.twin.sensor.color_matrix_1
-        return Rig(config, cameras, sync, operator or Operator(), neutral, matrix, closers, simulation=sim)
+        colour = next((c for s in sessions.values() if (c := s.colour()) is not None), None)
+        if colour is None:
+            colour = backends.ColourMetadata(config.optics.as_shot_neutral, config.optics.color_matrix_1)
+        operator = operator or next((o for s in sessions.values() if (o := s.operator()) is not None), None)
+        simulation = next((s.simulation for s in sessions.values() if s.simulation is not None), None)
+        return Rig(config, cameras, sync, operator or Operator(), colour.as_shot_neutral, colour.color_matrix_1,
+                   closers, simulation=simulation)
     except BaseException:
         _close_all(closers)
         raise

@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
-import numbers
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Literal
 
 import serial
+
+from acquisition import bnc575
 
 try:
     import termios
@@ -52,26 +51,20 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger(__name__)
 
-RESOLUTION_S = 250e-12
-TICKS_PER_S = 4_000_000_000
-MIN_WIDTH_S = 10e-9
-MAX_TIME_S = 999.99999999975
-MIN_PERIOD_S = 100e-9
-MAX_PERIOD_S = 5000.0
-RELATIVE_TOLERANCE = 1e-15
-_MIN_TICKS = {"width": 40, "delay": 0}
-_MAX_TICKS = 3_999_999_999_999
+# The instrument's facts live in acquisition.bnc575 (shared with the emulator and the planner).
+RESOLUTION_S = bnc575.RESOLUTION_S
+TICKS_PER_S = bnc575.TICKS_PER_S
+MIN_WIDTH_S = bnc575.MIN_WIDTH_S
+MAX_TIME_S = bnc575.MAX_TIME_S
+MIN_PERIOD_S = bnc575.MIN_PERIOD_S
+MAX_PERIOD_S = bnc575.MAX_PERIOD_S
+RELATIVE_TOLERANCE = bnc575.RELATIVE_TOLERANCE
+CHANNEL_CAMERA_B = bnc575.CHANNEL_CAMERA_B
+CHANNEL_CAMERA_S = bnc575.CHANNEL_CAMERA_S
+SUPPORTED_MODELS = bnc575.SUPPORTED_MODELS
+ERROR_MEANINGS = bnc575.ERROR_MEANINGS
 
-CHANNEL_CAMERA_B = 1  # channel A, :PULSE1
-CHANNEL_CAMERA_S = 2  # channel B, :PULSE2
-SUPPORTED_MODELS = {
-    "BNC": ("575",),
-    "BERKELEY NUCLEONICS": ("575",),
-    "QC": ("952",),
-    "QUANTUM COMPOSERS": ("952",),
-}
-
-TimeKind = Literal["width", "delay"]
+TimeKind = bnc575.TimeKind
 
 
 class SynchronizerError(Exception):
@@ -113,19 +106,6 @@ class ReadbackMismatchError(SynchronizerError):
 
 class UnrepresentableWidthError(SynchronizerError, ValueError):
     """A width, delay or period that the instrument cannot hold exactly (grid or range)."""
-
-
-ERROR_MEANINGS = {
-    1: "incorrect prefix (no ':' or '*')",
-    2: "missing command keyword",
-    3: "invalid command keyword",
-    4: "missing parameter",
-    5: "invalid parameter",
-    6: "query only (command needs a '?')",
-    7: "invalid query (command has no query form)",
-    8: "command unavailable in the current system state",
-    9: "value out of bounds",
-}
 
 
 class InstrumentError(SynchronizerError):
@@ -213,11 +193,7 @@ class Identity:
 
 # ------------------------------------------------------------------------------- numbers
 def _finite(seconds: object, name: str) -> float:
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, numbers.Real)
-        or not math.isfinite(seconds)
-    ):
+    if not bnc575.is_finite_seconds(seconds):
         raise UnrepresentableWidthError(
             f"{name} must be a finite number of seconds, got {seconds!r}"
         )
@@ -227,16 +203,16 @@ def _finite(seconds: object, name: str) -> float:
 def _ticks(seconds: float, kind: TimeKind = "width", name: str | None = None) -> int:
     """``seconds`` as a count of 250 ps ticks, or ``UnrepresentableWidthError``."""
     name = name or kind
-    if kind not in _MIN_TICKS:
+    if kind not in bnc575.MIN_TICKS:
         raise ValueError(f"kind must be 'width' or 'delay', got {kind!r}")
     seconds = _finite(seconds, name)
-    ticks = round(seconds * TICKS_PER_S)
-    if abs(ticks / TICKS_PER_S - seconds) > RELATIVE_TOLERANCE * abs(seconds):
+    ticks = bnc575.nearest_ticks(seconds)
+    if not bnc575.on_grid(seconds):
         raise UnrepresentableWidthError(
             f"{name} {seconds!r} s is not a multiple of {RESOLUTION_S * 1e12:g} ps "
             f"(nearest: {ticks / TICKS_PER_S!r} s); quantise() it first"
         )
-    if not _MIN_TICKS[kind] <= ticks <= _MAX_TICKS:
+    if not bnc575.representable(seconds, kind):
         low = MIN_WIDTH_S if kind == "width" else 0.0
         raise UnrepresentableWidthError(
             f"{name} {seconds!r} s is outside [{low:g} s, {MAX_TIME_S!r} s]"
@@ -244,14 +220,7 @@ def _ticks(seconds: float, kind: TimeKind = "width", name: str | None = None) ->
     return ticks
 
 
-def representable(seconds: float, kind: TimeKind = "width") -> bool:
-    """True when the instrument holds ``seconds`` exactly as a ``kind`` (width: 10 ns to
-    999.99999999975 s; delay: 0 to 999.99999999975 s; both multiples of 250 ps)."""
-    try:
-        _ticks(seconds, kind)
-    except UnrepresentableWidthError:
-        return False
-    return True
+representable = bnc575.representable
 
 
 def quantise(seconds: float) -> float:
@@ -261,7 +230,7 @@ def quantise(seconds: float) -> float:
     clamped), so check ``representable(quantise(x), kind)`` before use. Raises
     ``UnrepresentableWidthError`` only for a non-finite or non-numeric ``seconds``.
     """
-    return round(_finite(seconds, "time") * TICKS_PER_S) / TICKS_PER_S
+    return bnc575.quantise(_finite(seconds, "time"))
 
 
 def format_time(seconds: float, kind: TimeKind = "width", name: str | None = None) -> str:
@@ -610,7 +579,7 @@ class PulseGenerator:
         """
         delay_b = _ticks(delay_s, "delay", "delay_s")
         delay_s_ticks = delay_b + _ticks(sharp_delay_s, "delay", "sharp_delay_s")
-        if delay_s_ticks > _MAX_TICKS:
+        if delay_s_ticks > bnc575.MAX_TICKS:
             raise UnrepresentableWidthError(
                 f"channel B's delay delay_s + sharp_delay_s = {delay_s_ticks / TICKS_PER_S!r} s is outside "
                 f"[0 s, {MAX_TIME_S!r} s]"

@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse
 
 from api import auth, uploads
 from api.deps import Database, LoadedModel
+from api.errors import ModelUnavailableError, PayloadTooLargeError
 from api.readcache import ReadCache, change_watch
 from api.routes import ROUTERS
 from api.routes.health import router as health_router
@@ -45,14 +46,6 @@ log = logging.getLogger(__name__)
 audit = logging.getLogger("reloblur.audit")
 
 API_PREFIX = "/api/v1"
-
-
-class PayloadTooLargeError(Exception):
-    """The request body passed ``max_upload_mb`` (HTTP 413)."""
-
-
-class ModelUnavailableError(Exception):
-    """No deblurring model is loaded (HTTP 503)."""
 
 
 class BodyLimitMiddleware:

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from acquisition.rig import rig_file
 from core.jobs import JobParamsError
 from core.models import JobKind
 from core.settings import Settings
@@ -266,7 +267,7 @@ def validate_params(kind: JobKind | str, params: dict[str, Any] | None,
                                      overwrite=model.overwrite, confine=True)
         except ValueError as exc:
             raise JobParamsError(f"out: {exc}") from None
-    if isinstance(model, CaptureParams | LightboxParams) and not (settings.rigs_dir / f"{model.rig}.yaml").is_file():
-        raise JobParamsError(f"rig: no rig file {model.rig}.yaml in the rigs folder "
+    if isinstance(model, CaptureParams | LightboxParams) and not rig_file(settings.rigs_dir, model.rig).is_file():
+        raise JobParamsError(f"rig: no rig file {rig_file(settings.rigs_dir, model.rig).name} in the rigs folder "
                              f"(GET /api/v1/rigs lists the rigs)")
     return kind, model

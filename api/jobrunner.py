@@ -588,24 +588,17 @@ def _deblur(ctx: JobContext) -> dict[str, Any]:
 
 
 def _capture(ctx: JobContext) -> dict[str, Any]:
+    from acquisition.backends import motion_hint
     from acquisition.capture import SceneCapture
-    from acquisition.planner import PlanRequest, plan_exposures
-    from acquisition.rig import build_rig, load_rig_config
+    from acquisition.rig import build_rig, load_rig
+    from acquisition.rig_plan import plan_for_rig
 
     p = CaptureParams.model_validate(ctx.job.params)
-    cfg = load_rig_config(ctx.settings.rigs_dir / f"{p.rig}.yaml")
-    if cfg.simulation is None:
+    cfg = load_rig(ctx.settings.rigs_dir, p.rig)
+    if motion_hint(cfg) is None:
         raise JobFailure(f"rig {p.rig!r} has no simulated scene to take the object distance and speed "
                          "from: capture on a real rig with `reloblur capture --distance --speed`")
-    from hardware_sim.rig import scene_for_rig
-
-    spec = scene_for_rig(cfg)
-    o = cfg.optics
-    plan = plan_exposures(PlanRequest(
-        object_distance_m=spec.optics.object_distance_m, speed_mps=spec.fastest_speed_mps,
-        pixel_pitch_um=o.pixel_pitch_um, focal_length_mm=o.focal_length_mm,
-        sharp_blur_px=p.sharp_blur or 6.0, nd_filters=tuple(o.nd_filters),
-        exposure_range_s=o.exposure_range_s, sharp_timing=cfg.sharp_timing))
+    plan = plan_for_rig(cfg, sharp_blur_px=p.sharp_blur or 6.0)
     total = p.pairs + 2
     resume = p.resume or ctx.job.attempts > 1  # a retry continues what the killed attempt stored
     stored = 0
@@ -627,10 +620,10 @@ def _lightbox(ctx: JobContext) -> dict[str, Any]:
     """One lightbox flat field per camera, as ``reloblur capture-lightbox`` takes it."""
     from acquisition.capture import SceneCapture
     from acquisition.planner import lightbox_plan
-    from acquisition.rig import build_rig, load_rig_config
+    from acquisition.rig import build_rig, load_rig
 
     p = LightboxParams.model_validate(ctx.job.params)
-    cfg = load_rig_config(ctx.settings.rigs_dir / f"{p.rig}.yaml")
+    cfg = load_rig(ctx.settings.rigs_dir, p.rig)
     plan = lightbox_plan(p.exposure_ms * 1e-3, p.nd)
     t_short, t_long = plan.short_exposure_s, plan.long_exposure_s
     ctx.progress(0.0, f"lightbox on {p.rig}: S {t_short * 1e3:.3f} ms, B {t_long * 1e3:.3f} ms")

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from deblur.archs import build_model, count_parameters
+from deblur.archs import build_model, count_parameters, model_output
 from deblur.losses import LBAGLoss, LBAGLossConfig
 
 H, W = 1436, 2152
@@ -39,8 +39,7 @@ def sync(device: str) -> None:
 def run_model(model, x, bf16: bool, device: str):
     with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
         out = model(x)
-    outputs = out[0] if isinstance(out, tuple) else out
-    return outputs[-1].float()
+    return model_output(out).final.float()
 
 
 def time_inference(name: str, mode: str, device: str, repeats: int, reference=None):

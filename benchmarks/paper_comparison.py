@@ -135,7 +135,7 @@ def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace
 def write_scene_sheet(path: Path, args: argparse.Namespace, n: int = 6) -> None:
     """A PNG of the first ``n`` training scenes: blurred | sharp, one pair per row (8-bit sRGB)."""
     from core.filestore import write_png
-    from deblur.data import TwinPairDataset
+    from hardware_sim.training_data import TwinPairDataset
 
     scenes = TwinPairDataset(TRAIN_PRESETS, args.width, args.height, list(range(min(n, args.train_seeds))),
                              1, exclude_assets=EXCLUDED_ASSETS)
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--timings: centre and/or start, got {args.timings!r}")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from deblur.data import export_twin_dataset
+    from hardware_sim.training_data import export_twin_dataset
 
     tests: dict[str, tuple[ReLoBlurDataset, ReLoBlurDataset]] = {}
     for timing in timings:

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 
 from core.filestore import write_png
-from deblur.data import TwinPairDataset, to_float01
+from deblur.data import to_float01
 from deblur.infer import deblur_image, describe_checkpoint, load_checkpoint
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table, mask_iou
+from hardware_sim.training_data import TwinPairDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "deblur" / "weights" / "lbag_twin_cpu.pt"

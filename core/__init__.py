@@ -1,3 +1,5 @@
-"""core: settings, database models and sessions, the file store, shared optics maths."""
+"""core: the shared contracts. Settings, database models and sessions, migrations' runner, the
+atomic file store, DNG I/O, optics maths, the sRGB curve, the training-sample shape, job records,
+backups. It imports nothing of ours but the migrations."""
 
 __version__ = "0.1.0"

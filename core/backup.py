@@ -2,7 +2,7 @@
 
 :func:`create_backup` writes one archive; :func:`restore_backup` restores it into an empty data
 directory (and an empty database). ``reloblur backup --out FILE`` and ``reloblur restore FILE``
-(``api/cli_backup.py``) are thin wrappers.
+(``api/cli/backup.py``) are thin wrappers.
 
 Archive format (``format_version`` 1)
 -------------------------------------

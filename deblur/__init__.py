@@ -1,1 +1,3 @@
-"""deblur: filled by a later issue (see README "Status"). Nothing here pretends to work yet."""
+"""deblur: LBAG and MIMO-UNet, their losses, the paper's metrics, training data (ReLoBlur
+folders; other sources by entry point), BAPC, training, and full-resolution inference. It
+imports only core."""

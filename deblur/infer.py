@@ -36,7 +36,7 @@ from torch import nn
 from tqdm import tqdm
 
 from core.filestore import write_png
-from deblur.archs import CheckpointMismatchError, build_model
+from deblur.archs import CheckpointMismatchError, build_model, model_output
 from deblur.data import DatasetError, list_images, read_image
 
 __all__ = [
@@ -356,21 +356,13 @@ def _ramp(t: int, overlap: int, rise: bool, fall: bool) -> np.ndarray:
     return w
 
 
-def _split_output(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], list | tuple):
-        outputs, gates = out
-        return outputs[-1], (gates[-1] if len(gates) else None)
-    if isinstance(out, list | tuple):
-        return out[-1], None
-    return out, None
-
-
 def _run(model: nn.Module, x: torch.Tensor, bf16: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """``1×3×h×w`` on the model's device → (``h×w×3`` float32, ``h×w`` float32 or None)."""
     if x.device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        img, gate = _split_output(model(x))
+        result = model_output(model(x))
+        img, gate = result.final, result.final_gate
     img_np = img[0].float().permute(1, 2, 0).cpu().numpy()
     gate_np = None if gate is None else gate[0, 0].float().cpu().numpy()
     return img_np, gate_np

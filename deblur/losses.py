@@ -142,6 +142,16 @@ def gaussian_window(
     return torch.outer(g, g).to(dtype=dtype, device=device)
 
 
+def _band_matrix(taps: torch.Tensor, n: int) -> torch.Tensor:
+    """``(n−k+1)×n`` matrix whose row ``i`` holds ``taps`` (length ``k``) at columns ``i…i+k−1``:
+    multiplying by it is the valid-region 1-D correlation with ``taps``."""
+    k = taps.numel()
+    m = torch.zeros(n - k + 1, n, dtype=taps.dtype)
+    for j in range(k):
+        m.diagonal(j)[:] = taps[j]
+    return m
+
+
 def ssim_per_sample(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -160,11 +170,17 @@ def ssim_per_sample(
     n, c, h, w = pred.shape
     if min(h, w) < window_size:
         raise ValueError(f"images must be at least {window_size}×{window_size}, got {h}×{w}")
-    win = gaussian_window(window_size, sigma, pred.dtype, pred.device)
-    win = win.expand(c, 1, window_size, window_size)
+    # The 2-D Gaussian is the outer product of a 1-D one, so the valid-region filter is
+    # ``Gh @ t @ Gwᵀ`` with banded (H−w+1)×H and (W−w+1)×W matrices: two batched matrix
+    # products, several times faster on CPU than a depthwise w×w convolution, same window.
+    x = torch.arange(window_size, dtype=torch.float64) - window_size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    gh = _band_matrix(g, h).to(dtype=pred.dtype, device=pred.device)
+    gw = _band_matrix(g, w).to(dtype=pred.dtype, device=pred.device).T
 
     def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, win, groups=c)
+        return torch.matmul(torch.matmul(gh, t), gw)
 
     mu1, mu2 = blur(pred), blur(target)
     mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2

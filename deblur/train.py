@@ -4,7 +4,8 @@
 ``lr_halving_steps`` steps (or, with ``lr_schedule: cosine``, a warm-up and a cosine decay to
 the end of the run: :func:`lr_factor`) (the released schedule: 1e-4, halved every 100k steps, 300k steps,
 batch 12 of 256² BAPC patches). On CUDA the forward pass runs under bf16 autocast (``amp:
-bf16``) with channels_last tensors; on CPU everything is fp32 and ``amp`` is ignored. The loss
+bf16``) with channels_last tensors; on CPU it is fp32 unless ``cpu_amp`` asks for bf16 (about
+twice as fast on a CPU with native bf16: :mod:`deblur.precision`). The loss
 (:class:`deblur.losses.LBAGLoss`) is computed in fp32; models without gates (MIMO-UNet,
 ``lbag_no_gate``) simply get no gate term.
 
@@ -60,14 +61,14 @@ from pydantic import (
 from torch import nn
 
 from core.filestore import write_png
-from deblur.archs import MODEL_NAMES, build_model
+from deblur.archs import MODEL_NAMES, build_model, model_output
 from deblur.data import (
     PatchDataset,
-    ReLoBlurDataset,
     StepBatchSampler,
-    TwinPairDataset,
+    dataset_sources,
     make_loader,
     to_float01,
+    training_datasets,
 )
 from deblur.infer import (
     CHECKPOINT_FORMAT,
@@ -78,6 +79,7 @@ from deblur.infer import (
 )
 from deblur.losses import LBAGLoss, LBAGLossConfig
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, mask_iou
+from deblur.precision import BF16_CPU_FLAGS, cpu_bf16_flag
 
 __all__ = [
     "ConfigError",
@@ -118,7 +120,7 @@ class DataConfig(_Strict):
     ``masks/<split>/...``); training on ``train_split``, validation on the first
     ``val_images`` samples of ``val_split``; ``on_bad`` as :class:`deblur.data.ReLoBlurDataset`.
 
-    ``source: twin``: :class:`deblur.data.TwinPairDataset` pairs at ``width``×``height`` from
+    ``source: twin``: :class:`hardware_sim.training_data.TwinPairDataset` pairs at ``width``×``height`` from
     ``presets`` × ``seeds`` × ``pairs_per_scene`` (optional ``noise_sigma`` on the blurred
     input); validation on ``val_presets`` × ``val_seeds`` × ``val_pairs`` (keep them disjoint
     from the training presets for a scene-disjoint validation). ``cache_pairs`` > 0 keeps that
@@ -129,7 +131,7 @@ class DataConfig(_Strict):
     the ``centre`` of the blurred one's exposure (default) or at its ``start`` (the paper's timing).
     """
 
-    source: Literal["reloblur", "twin"] = "reloblur"
+    source: str = "reloblur"
     root: Path | None = None
     train_split: str = "train"
     val_split: str = "test"
@@ -146,6 +148,13 @@ class DataConfig(_Strict):
     val_seeds: list[int] = Field(default_factory=lambda: [0])
     val_pairs: int = Field(2, ge=1)
     sharp_timing: Literal["centre", "start"] = "centre"
+
+    @field_validator("source")
+    @classmethod
+    def _installed(cls, v: str) -> str:
+        if v not in dataset_sources():
+            raise ValueError(f"unknown data source {v!r}; installed: {', '.join(dataset_sources()) or 'none'}")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -165,7 +174,10 @@ class TrainConfig(_Strict):
     Unknown keys are refused (:class:`ConfigError` naming the key). ``loss`` holds
     :class:`deblur.losses.LBAGLossConfig` fields. ``p_blur``: BAPC probability (0.5 released;
     0 = "without BAPC", uniform crops). ``device``: ``auto`` | ``cpu`` | ``cuda[:i]``. ``amp``
-    (``bf16``) and ``channels_last`` apply on CUDA only. ``val_every`` / ``checkpoint_every``:
+    (``bf16``) and ``channels_last`` apply on CUDA only. ``cpu_amp``: bf16 autocast of the
+    forward pass on CPU: ``none`` (default), ``bf16`` (the CPU must have native bf16, see
+    :func:`deblur.precision.cpu_bf16_flag`, else :class:`ConfigError`) or ``auto`` (bf16 where
+    native, fp32 elsewhere); validation stays fp32 on CPU. ``val_every`` / ``checkpoint_every``:
     0 = never (a checkpoint is always written at the last step). Relative paths (``out_dir``,
     ``data.root``) are relative to the current directory.
     """
@@ -197,6 +209,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: str = "auto"
     amp: Literal["bf16", "none"] = "bf16"
+    cpu_amp: Literal["none", "bf16", "auto"] = "none"
     channels_last: bool = True
     num_workers: int = Field(8, ge=0)
     deterministic: bool = False
@@ -384,12 +397,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
 
 
-def _split(out: Any) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], list | tuple):
-        return list(out[0]), list(out[1])
-    return list(out), None
-
-
 def training_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -412,7 +419,7 @@ def training_step(
         blur = blur.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         out = model(blur)
-    outputs, gates = _split(out)
+    outputs, gates = model_output(out)
     outputs = [o.float() for o in outputs]
     gates = None if gates is None else [g.float() for g in gates]
     total, terms = loss_fn(outputs, sharp, gates=gates, mask=mask if gates else None)
@@ -425,21 +432,12 @@ def training_step(
 
 
 def _datasets(cfg: TrainConfig):
+    """(training dataset, validation dataset or ``None``) of ``cfg.data.source``."""
     d = cfg.data
-    if d.source == "reloblur":
-        train_ds = ReLoBlurDataset(d.root, d.train_split, on_bad=d.on_bad)
-        val_ds = None
-        if cfg.val_every > 0 and cfg.val_images > 0:
-            val_ds = ReLoBlurDataset(d.root, d.val_split, on_bad=d.on_bad)
-    else:
-        train_ds = TwinPairDataset(
-            d.presets, d.width, d.height, d.seeds, d.pairs_per_scene, d.noise_sigma, cfg.seed,
-            cache_pairs=d.cache_pairs, exclude_assets=d.exclude_assets, sharp_timing=d.sharp_timing,
-        )
-        val_ds = None
-        if cfg.val_every > 0 and cfg.val_images > 0 and d.val_presets:
-            val_ds = TwinPairDataset(d.val_presets, d.width, d.height, d.val_seeds, d.val_pairs,
-                                     sharp_timing=d.sharp_timing)
+    train_ds = training_datasets(d.source, d, "train", cfg.seed)
+    val_ds = None
+    if cfg.val_every > 0 and cfg.val_images > 0:
+        val_ds = training_datasets(d.source, d, "val", cfg.seed)
     return train_ds, val_ds
 
 
@@ -551,7 +549,7 @@ def train(
     as a graceful interruption. Returns ``{"out_dir", "start_step", "step", "losses" (total loss
     of every step run in this call), "last_terms", "last_checkpoint", "val" (last mean
     validation metrics or None), "val_input" (the blurred inputs' metrics or None), "device",
-    "seconds"}``.
+    "precision" ("bf16" or "fp32", of the forward pass), "seconds"}``.
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
@@ -563,6 +561,14 @@ def train(
         raise ConfigError(f"device: {exc}") from None
     cuda = device.type == "cuda"
     use_amp = cuda and cfg.amp == "bf16"
+    if not cuda and cfg.cpu_amp != "none":
+        flag = cpu_bf16_flag()
+        if flag is None and cfg.cpu_amp == "bf16":
+            raise ConfigError(
+                "cpu_amp: bf16 needs a CPU with native bf16 (one of the flags "
+                f"{', '.join(BF16_CPU_FLAGS)}) and oneDNN; this one has neither: use auto or none"
+            )
+        use_amp = flag is not None
     channels_last = cuda and cfg.channels_last
     out_dir = Path(cfg.out_dir)
     ckpt_dir = out_dir / "checkpoints"
@@ -639,7 +645,7 @@ def train(
     last_val: dict[str, float | None] | None = None
     t_start = t_log = time.perf_counter()
     step_log = step
-    val_dtype = "bf16" if use_amp else "fp32"
+    val_dtype = "bf16" if use_amp and cuda else "fp32"
     floor = input_floor(val_ds, cfg.val_images, cfg.val_psnra) if val_ds is not None else None
     try:
         with tqdm(total=end_step, initial=start_step, desc=cfg.name, unit="step", disable=not progress) as bar:
@@ -707,5 +713,6 @@ def train(
         "val": last_val,
         "val_input": floor,
         "device": str(device),
+        "precision": "bf16" if use_amp else "fp32",
         "seconds": time.perf_counter() - t_start,
     }

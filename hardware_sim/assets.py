@@ -14,13 +14,14 @@ import cv2
 import numpy as np
 import skimage.data
 
+from core import srgb
+
 SUPERSAMPLE = 4
 
 
 def srgb_to_linear(image_u8: np.ndarray) -> np.ndarray:
-    """8-bit sRGB (any shape) → linear float32 in [0, 1] (IEC 61966-2-1 transfer curve)."""
-    v = image_u8.astype(np.float32) / 255.0
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    """8-bit sRGB (any shape) → linear float32 in [0, 1] (:func:`core.srgb.decode`)."""
+    return srgb.decode(np.asarray(image_u8, np.uint8))
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -101,6 +102,44 @@ def _horse() -> Cutout:
     return _crop_to_alpha("horse", srgb_to_linear(fur), alpha)
 
 
+# Outline of the cameraman's coat in skimage's camera (512×512), traced by hand; his head is an
+# ellipse. A person-shaped mover whose photograph is not the pedestrian's.
+_CAMERAMAN_COAT = [
+    (0, 250), (60, 150), (150, 110), (200, 170), (260, 185), (330, 195), (330, 240), (285, 320),
+    (262, 420), (262, 511), (0, 511),
+]
+
+
+def _cameraman() -> Cutout:
+    rgb = srgb_to_linear(_rgb(skimage.data.camera()))
+    head = _ellipse_alpha(rgb.shape[:2], (215, 128), (56, 68))
+    coat = _polygon_alpha(rgb.shape[:2], _CAMERAMAN_COAT)
+    return _crop_to_alpha("cameraman", rgb, np.maximum(head, coat))
+
+
+def _cat() -> Cutout:
+    rgb = srgb_to_linear(skimage.data.chelsea())
+    return _crop_to_alpha("cat", rgb, _ellipse_alpha(rgb.shape[:2], (200, 160), (150, 135)))
+
+
+def _disc() -> Cutout:
+    """The scikit-image logo as a thrown disc."""
+    rgb = srgb_to_linear(skimage.data.logo()[..., :3])
+    return _crop_to_alpha("disc", rgb, _ellipse_alpha(rgb.shape[:2], (249.5, 249.5), (244, 244)))
+
+
+def _specimen() -> Cutout:
+    rgb = srgb_to_linear(skimage.data.immunohistochemistry())
+    return _crop_to_alpha("specimen", rgb, _ellipse_alpha(rgb.shape[:2], (256, 256), (210, 150)))
+
+
+def _placard() -> Cutout:
+    """A carried placard printed with the Hubble deep field (fine, high-contrast detail)."""
+    rgb = srgb_to_linear(skimage.data.hubble_deep_field())[100:500, 200:800]
+    alpha = _polygon_alpha(rgb.shape[:2], [(4, 4), (595, 4), (595, 395), (4, 395)])
+    return _crop_to_alpha("placard", np.ascontiguousarray(rgb), alpha)
+
+
 def _board() -> Cutout:
     """A rectangular poster of the rocket photograph (used as a static prop)."""
     rgb = srgb_to_linear(skimage.data.rocket())
@@ -112,6 +151,11 @@ _CUTOUTS = {
     "pedestrian": _pedestrian,
     "ball": _ball,
     "horse": _horse,
+    "cameraman": _cameraman,
+    "cat": _cat,
+    "disc": _disc,
+    "specimen": _specimen,
+    "placard": _placard,
     "poster": _board,
 }
 CUTOUT_NAMES = tuple(sorted(_CUTOUTS))

@@ -55,17 +55,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
-from acquisition import synchronizer
-from acquisition.synchronizer import TICKS_PER_S
+from acquisition import bnc575
+from acquisition.bnc575 import TICKS_PER_S
 from hardware_sim.signals import Pulse, PulseBus
 
 log = logging.getLogger(__name__)
 
-# The instrument's facts (error table, 250 ps tick) are the driver's; the emulator shares them.
-MIN_WIDTH_S = Decimal(repr(synchronizer.MIN_WIDTH_S))
-MAX_TIME_S = Decimal(repr(synchronizer.MAX_TIME_S))
-MIN_PERIOD_S = Decimal("0.0000001")
-MAX_PERIOD_S = Decimal("5000")
+# The instrument's facts (error table, 250 ps tick, limits) are acquisition.bnc575's, shared
+# with the driver and the planner; here as Decimals for exact parsing.
+MIN_WIDTH_S = Decimal(repr(bnc575.MIN_WIDTH_S))
+MAX_TIME_S = Decimal(repr(bnc575.MAX_TIME_S))
+MIN_PERIOD_S = Decimal(repr(bnc575.MIN_PERIOD_S))
+MAX_PERIOD_S = Decimal(repr(bnc575.MAX_PERIOD_S))
 MIN_LEVEL_V = Decimal("0.2")
 MAX_LEVEL_V = Decimal("15")
 DEFAULT_IDENTITY = "BNC,575-4,SIM0001,2.4.1-2.0.11"

@@ -1,7 +1,9 @@
 """The simulated rig's devices, built from a rig file's ``simulation`` block.
 
-``acquisition.rig.build_rig`` calls these when the rig file asks for ``driver: simulated``
-cameras and an ``emulated`` pulse generator:
+:class:`SimulatedBackend` is the ``simulated`` rig backend (an entry point of
+``reloblur.rig_backends`` in ``pyproject.toml``, see :mod:`acquisition.backends`):
+``acquisition.rig.build_rig`` starts it when the rig file asks for ``driver: simulated``
+cameras or an ``emulated`` pulse generator:
 
 * the BNC 575 emulator is served on a real pseudo-terminal (the ordinary pyserial driver opens
   its path) and drives a PulseBus, the twin's trigger cables;
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from acquisition.backends import BackendSession, ColourMetadata, MotionHint
 from acquisition.rig import Operator, Stage
 from hardware_sim.pulse_generator import PulseGeneratorEmulator
 from hardware_sim.signals import PulseBus
@@ -25,6 +28,7 @@ from hardware_sim.twin import RigTwin, View
 from hardware_sim.world import SimulatedWorld
 
 if TYPE_CHECKING:
+    from acquisition.cameras.base import Camera
     from acquisition.rig import RigConfig
 
 
@@ -90,3 +94,58 @@ class SimulatedOperator(Operator):
 
     def arrange(self, stage: Stage) -> None:
         self.world.set_view(View(stage.kind, stage.index, stage.n_pairs))
+
+
+class _SimulatedSession(BackendSession):
+    """The emulated generator's pty, the twin's cameras, its operator and its sensor's colour."""
+
+    def __init__(self, config: RigConfig) -> None:
+        self._config = config
+        self.simulation = start_simulated_instruments(config)
+        self.port = self.simulation.port
+
+    def camera(self, role: str, serial: str, channel: int) -> Camera:
+        sim = self.simulation
+        return simulated_camera(self._config, role, sim.world, sim.bus, channel)
+
+    def operator(self) -> Operator | None:
+        world = self.simulation.world
+        return None if world is None else SimulatedOperator(world)
+
+    def colour(self) -> ColourMetadata | None:
+        world = self.simulation.world
+        if world is None:
+            return None
+        sensor = world.twin.sensor
+        return ColourMetadata(sensor.as_shot_neutral, sensor.color_matrix_1)
+
+    def close(self) -> None:
+        self.simulation.close()
+
+
+class SimulatedBackend:
+    """The digital twin behind the real drivers: ``driver: simulated`` cameras (which need the
+    ``simulation`` block and the emulated generator) and ``port: emulated``."""
+
+    name = "simulated"
+    emulated_ports: tuple[str, ...] = ("emulated",)
+
+    def check(self, config: RigConfig, roles: tuple[str, ...]) -> None:
+        if not roles:
+            return
+        if config.synchronizer.port not in self.emulated_ports:
+            raise ValueError(
+                "simulated cameras can only be triggered by the emulated pulse generator (port: emulated)"
+            )
+        if config.simulation is None:
+            raise ValueError("simulated cameras need a `simulation` block (the scene in front of the rig)")
+
+    def start(self, config: RigConfig) -> BackendSession:
+        return _SimulatedSession(config)
+
+    def motion_hint(self, config: RigConfig) -> MotionHint | None:
+        """The simulated object's distance and its fastest speed (from the rig's scene)."""
+        if config.simulation is None:
+            return None
+        spec = scene_for_rig(config)
+        return MotionHint(spec.optics.object_distance_m, spec.fastest_speed_mps)

@@ -12,7 +12,7 @@ length in pixels scales with the width):
 - object distance 5–25 m, imaged object height 15–45 % of the frame height;
 - a straight or bowed path across 30–60 % of the frame width, left to right or back;
 - blur in B's exposure 20–70 px (Eq. 2 gives tS for 2.5–5 px of blur in S at speeds of
-  1–8 m/s, and the ND transmittance τ = S blur / B blur), spin up to ±400 °/s for the ball.
+  1–8 m/s, and the ND transmittance τ = S blur / B blur), spin up to ±400 °/s for the ball and the disc.
 
 ``exclude_assets`` keeps assets out of the moving objects and props (e.g. ``("pedestrian",)``
 so that the ``pedestrian`` preset stays a scene-disjoint test scene).
@@ -27,12 +27,14 @@ import numpy as np
 from hardware_sim.assets import BACKGROUND_NAMES, CUTOUT_NAMES
 from hardware_sim.spec import OpticsSpec, SceneSpec, parse_scene
 
-__all__ = ["RANDOM_PRESET", "MOVING_ASSETS", "random_scene"]
+__all__ = ["RANDOM_PRESET", "MOVING_ASSETS", "SPINNING_ASSETS", "random_scene"]
 
 #: The name that stands for "a random scene per seed" where preset names are accepted.
 RANDOM_PRESET = "random"
 #: Cut-outs that can move (the poster is a flat static prop).
 MOVING_ASSETS = tuple(name for name in CUTOUT_NAMES if name != "poster")
+#: Movers that may spin as they travel (round, thrown objects).
+SPINNING_ASSETS = ("ball", "disc")
 
 FULL_HEIGHT_PX = 1436
 
@@ -74,7 +76,7 @@ def random_scene(seed: int, exclude_assets: Iterable[str] = ()) -> SceneSpec:
     if rng.random() < 0.5:
         start, end = end, start
     speed = float(rng.uniform(1.0, 8.0))
-    spin = float(rng.uniform(-400.0, 400.0)) if asset == "ball" else 0.0
+    spin = float(rng.uniform(-400.0, 400.0)) if asset in SPINNING_ASSETS else 0.0
     bow = float(rng.uniform(-0.15, 0.15)) if rng.random() < 0.5 else 0.0
 
     sharp_blur_px = float(rng.uniform(2.5, 5.0))

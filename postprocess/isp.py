@@ -37,6 +37,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from core import srgb
 from core.dng import RawMetadata, cfa_index_map
 from postprocess.calibration import (
     CalibrationError,
@@ -440,21 +441,14 @@ def camera_to_srgb_matrix(color_matrix_1_xyz_to_camera: np.ndarray) -> np.ndarra
 
 
 def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1 transfer curve: linear [0, 1] → encoded [0, 1] (input clipped first).
-
-    12.92·L for L <= 0.0031308, else 1.055·L^(1/2.4) − 0.055. Same shape; float32.
-    """
-    x = np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0)
-    low = x <= 0.0031308
-    out = np.empty_like(x)
-    out[low] = x[low] * np.float32(12.92)
-    out[~low] = np.float32(1.055) * np.power(x[~low], np.float32(1.0 / 2.4)) - np.float32(0.055)
-    return out
+    """IEC 61966-2-1 transfer curve: linear [0, 1] → encoded [0, 1] (input clipped first);
+    :func:`core.srgb.encode`. Same shape; float32."""
+    return srgb.encode(linear)
 
 
 def to_uint8(encoded: np.ndarray) -> np.ndarray:
-    """[0, 1] → uint8 0..255, rounded (values outside are clipped)."""
-    return np.rint(np.clip(np.asarray(encoded, dtype=np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    """[0, 1] → uint8 0..255, rounded (values outside are clipped); :func:`core.srgb.to_uint8`."""
+    return srgb.to_uint8(encoded)
 
 
 def to_uint16(encoded: np.ndarray) -> np.ndarray:

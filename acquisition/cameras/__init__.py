@@ -1,5 +1,9 @@
 """Cameras of the rig behind one interface (``Camera``): GenICam cameras through harvesters
-(``HarvestersCamera``) and, in ``hardware_sim.sim_camera``, the twin's ``SimulatedCamera``."""
+(``HarvestersCamera``) and, in ``hardware_sim.sim_camera``, the twin's ``SimulatedCamera``.
+
+The harvesters names are imported on first use (``acquisition.cameras.HarvestersCamera``), so
+importing this package does not load harvesters or the GenICam stack.
+"""
 
 from acquisition.cameras.base import (
     INTERESTING_FEATURES,
@@ -19,12 +23,17 @@ from acquisition.cameras.base import (
     FetchTimeoutError,
     ProducerNotFoundError,
 )
-from acquisition.cameras.harvesters_camera import (
-    HarvestersCamera,
-    harvester_for,
-    list_devices,
-    shutdown_all,
-)
+
+_HARVESTERS_NAMES = ("HarvestersCamera", "harvester_for", "list_devices", "shutdown_all")
+
+
+def __getattr__(name: str):
+    if name in _HARVESTERS_NAMES:
+        from acquisition.cameras import harvesters_camera
+
+        return getattr(harvesters_camera, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "INTERESTING_FEATURES",

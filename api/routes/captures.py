@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from acquisition.rig import load_rig_config
+from acquisition.rig import RigConfigError, load_rig
 from api.deps import (
     DbDep,
     IdPath,
@@ -109,12 +109,10 @@ def _start_on_rig(kind: JobKind, body: CaptureParams | LightboxParams, settings,
     and describe that rig (422 otherwise); 409 while the rig is busy."""
     validate_params(kind, body.model_dump(mode="json"), settings)
     rig = body.rig
-    cfg = load_rig_config(settings.rigs_dir / f"{rig}.yaml")  # RigConfigError: 422
-    if cfg.name != rig:
-        raise JobParamsError(
-            f"rig: the rig file {rig}.yaml describes rig {cfg.name!r}, not "
-            f"{rig!r}: a rig file must be named after its rig (name: {rig})"
-        )
+    try:
+        load_rig(settings.rigs_dir, rig)
+    except RigConfigError as exc:
+        raise JobParamsError(f"rig: {exc}") from None
     with _one_submission_at_a_time(settings.data_dir):
         ensure_rig_free(submit.session, settings, rig)
         return submit(kind, body)

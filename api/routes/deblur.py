@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect
 
 from api import uploads
 from api.deps import ModelDep, OperatorToken, SettingsDep
+from api.errors import ModelUnavailableError, PayloadTooLargeError
 from api.routes.jobs import ACCEPTED, SubmitDep
 from api.schemas import ErrorOut, JobAccepted
 from core.models import JobKind
@@ -88,8 +89,6 @@ def _problem(loc: str, kind: str, msg: str) -> dict[str, Any]:
 async def _parse_form(request: Request, fields: type[BaseModel] | None) -> UploadForm:
     """Read and check the multipart form (422 in FastAPI's shape for a missing file or a bad
     field; 400 for a body that is no valid form; 413 from the body limit)."""
-    from api.app import PayloadTooLargeError
-
     try:
         form: FormData = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
     except (StarletteHTTPException, PayloadTooLargeError, ClientDisconnect):
@@ -213,8 +212,6 @@ async def deblur_preview(
     """For images of at most ``preview_max_pixels`` pixels (413 above, from the header, before
     decoding: use ``/deblur/uploads``). Nothing is stored. Runs in a worker thread, one preview
     at a time."""
-    from api.app import ModelUnavailableError
-
     if model is None:
         raise ModelUnavailableError(
             "no deblurring model is loaded: start the server with RELOBLUR_CHECKPOINT set"

@@ -10,7 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from acquisition.capture import RigBusyError, rig_lock
-from acquisition.rig import RigConfig, RigConfigError, load_rig_config
+from acquisition.rig import (
+    RigConfig,
+    RigConfigError,
+    check_rig_identity,
+    load_rig,
+    load_rig_config,
+    rig_file,
+)
 from api.deps import DbDep, SettingsDep, ViewerToken
 from api.schemas import CameraIdentity, RigCameraOut, RigIdentityOut, RigOut, SynchronizerIdentity
 from core.models import Job, JobKind, JobStatus
@@ -52,7 +59,7 @@ def rig_files(settings: Settings) -> dict[str, tuple[Path, RigConfig]]:
     folder = Path(settings.rigs_dir)
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         try:
-            cfg = _load_rig_file(path)
+            cfg = check_rig_identity(path, _load_rig_file(path))
         except (RigConfigError, OSError) as exc:
             log.warning("skipping rig file %s: %s", path, exc)
             continue
@@ -61,12 +68,13 @@ def rig_files(settings: Settings) -> dict[str, tuple[Path, RigConfig]]:
 
 
 def find_rig(settings: Settings, name: str) -> tuple[Path, RigConfig]:
-    """The rig file of rig ``name``; 404 naming the rigs there are."""
-    rigs = rig_files(settings)
-    if name not in rigs:
-        known = ", ".join(sorted(rigs)) or "none"
-        raise HTTPException(404, f"no rig named {name!r} (rigs: {known})")
-    return rigs[name]
+    """The rig file of rig ``name`` (``<rigs_dir>/<name>.yaml``, describing that rig); 404 naming
+    the rigs there are."""
+    try:
+        return rig_file(settings.rigs_dir, name), load_rig(settings.rigs_dir, name, loader=_load_rig_file)
+    except (RigConfigError, OSError):
+        known = ", ".join(sorted(rig_files(settings))) or "none"
+        raise HTTPException(404, f"no rig named {name!r} (rigs: {known})") from None
 
 
 def active_capture_rigs(session: Session) -> set[str]:

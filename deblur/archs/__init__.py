@@ -8,13 +8,17 @@
 - ``"lbag_no_gate"``: alias building :class:`MIMOUNetPlus` (LBAG without the gate = MIMO-UNet+
   trained with the LBAG pipeline).
 
-``kwargs`` go to the class constructor (e.g. ``num_res``, ``clamp_gate``).
+``kwargs`` go to the class constructor (e.g. ``num_res``, ``clamp_gate``). Whatever a model
+returns (LBAG: ``(images, gates)``; MIMO-UNet: ``images``), :func:`model_output` reads it as one
+:class:`ModelOutput`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 
 from deblur.archs.lbag import LBAG, CheckpointMismatchError, load_mimo_unet_plus_weights
@@ -26,9 +30,11 @@ __all__ = [
     "CheckpointMismatchError",
     "MIMOUNet",
     "MIMOUNetPlus",
+    "ModelOutput",
     "build_model",
     "count_parameters",
     "load_mimo_unet_plus_weights",
+    "model_output",
 ]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
@@ -49,3 +55,31 @@ def build_model(name: str, **kwargs) -> nn.Module:
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}") from None
     return factory(**kwargs)
+
+
+class ModelOutput(NamedTuple):
+    """A model's output: ``images`` from coarse to fine (``[¼, ½, full]``, ``N×3×h×w``) and, for
+    gated models, ``gates`` on the same scales (``N×1×h×w`` in [0, 1]), else ``None``."""
+
+    images: list[torch.Tensor]
+    gates: list[torch.Tensor] | None
+
+    @property
+    def final(self) -> torch.Tensor:
+        """The full-resolution restoration."""
+        return self.images[-1]
+
+    @property
+    def final_gate(self) -> torch.Tensor | None:
+        """The full-resolution gate (the predicted blur mask), or ``None``."""
+        return self.gates[-1] if self.gates else None
+
+
+def model_output(out: Any) -> ModelOutput:
+    """Read any registered model's raw output: ``(images, gates)`` (LBAG), a list of images
+    (MIMO-UNet) or one tensor."""
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], list | tuple):
+        return ModelOutput(list(out[0]), list(out[1]))
+    if isinstance(out, list | tuple):
+        return ModelOutput(list(out), None)
+    return ModelOutput([out], None)

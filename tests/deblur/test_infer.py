@@ -226,7 +226,6 @@ def test_deblur_paths_writes_outputs(ckpts, tmp_path):
 
 
 def _cli():
-    from api import cli_deblur  # noqa: F401 - registers the commands
     from api.cli import app
 
     return app

@@ -78,6 +78,36 @@ def test_ssim_term_is_one_minus_the_metric(channels):
     torch.testing.assert_close(neg, got - 1)
 
 
+def test_ssim_separable_filter_matches_the_2d_window_convolution():
+    """The SSIM term filters with two banded matrix products; the reference is the depthwise
+    11×11 Gaussian convolution of the released code: same values and same gradients."""
+    from deblur.losses import gaussian_window, ssim_per_sample
+
+    pred, gt = _images(n=2, c=3, h=40, w=56, noise=0.1, seed=3)
+
+    def reference(p, t):
+        win = gaussian_window(11, 1.5).expand(3, 1, 11, 11)
+
+        def blur(x):
+            return F.conv2d(x, win, groups=3)
+
+        mu1, mu2 = blur(p), blur(t)
+        s1 = blur(p * p) - mu1**2
+        s2 = blur(t * t) - mu2**2
+        s12 = blur(p * t) - mu1 * mu2
+        c1, c2 = 0.01**2, 0.03**2
+        smap = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s1 + s2 + c2))
+        return smap.mean(dim=(1, 2, 3))
+
+    p1 = pred.clone().requires_grad_(True)
+    p2 = pred.clone().requires_grad_(True)
+    got, want = ssim_per_sample(p1, gt), reference(p2, gt)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    got.sum().backward()
+    want.sum().backward()
+    torch.testing.assert_close(p1.grad, p2.grad, atol=1e-6, rtol=1e-4)
+
+
 def test_ssim_term_weighted_by_mask():
     pred, gt = _images(n=1, c=3, h=32, w=32, seed=7)
     ones = torch.ones(1, 1, 32, 32)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from deblur.data import TwinPairDataset, to_float01
+from deblur.data import to_float01
 from deblur.infer import deblur_image, load_checkpoint
 from deblur.metrics import evaluate_pair, mask_iou
 from deblur.train import load_config
+from hardware_sim.training_data import TwinPairDataset
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "deblur" / "weights" / "lbag_twin_cpu.pt"

@@ -11,7 +11,6 @@ import torch
 from typer.testing import CliRunner
 
 from deblur.archs import build_model
-from deblur.data import TwinPairDataset, export_twin_dataset
 from deblur.infer import atomic_torch_save, load_checkpoint
 from deblur.losses import LBAGLoss
 from deblur.train import (
@@ -28,6 +27,7 @@ from deblur.train import (
     train,
     training_step,
 )
+from hardware_sim.training_data import TwinPairDataset, export_twin_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -191,6 +191,8 @@ def test_shipped_configs_hold_the_released_values():
         ({"patch_size": 32}, "patch_size"),
         ({"data": {"source": "reloblur"}}, "data.root"),
         ({"amp": "fp16"}, "amp"),
+        ({"cpu_amp": "fp16"}, "cpu_amp"),
+        ({"data": {"source": "imagenet"}}, "data.source: unknown data source 'imagenet'; installed: reloblur, twin"),
     ],
 )
 def test_bad_config_is_named_error(change, named):
@@ -210,7 +212,6 @@ def test_bad_config_file_errors(tmp_path):
 
 
 def test_cli_train(tmp_path):
-    from api import cli_deblur  # noqa: F401 - registers the commands
     from api.cli import app
 
     cfg = tmp_path / "c.yaml"
@@ -257,3 +258,39 @@ def test_learning_rate_schedules(tmp_path):
     with (Path(result["out_dir"]) / "train_log.csv").open() as fh:
         lrs = [float(r["lr"]) for r in csv.DictReader(fh)]
     assert lrs[:2] == pytest.approx([2.5e-4, 5e-4]) and lrs[3] < lrs[2]
+
+
+def test_cpu_amp_choices(tmp_path, monkeypatch):
+    """cpu_amp: ``none`` stays fp32; ``auto`` uses bf16 exactly where the CPU has native bf16;
+    ``bf16`` on a CPU without it is a named error that says what to use instead."""
+    import deblur.train as train_module
+
+    cfg = tiny(tmp_path, device="cpu", val_every=0, total_steps=2)
+    assert train(cfg, progress=False)["precision"] == "fp32"
+
+    monkeypatch.setattr(train_module, "cpu_bf16_flag", lambda: None)
+    auto = train(tiny(tmp_path, device="cpu", val_every=0, total_steps=2, cpu_amp="auto"),
+                 progress=False, overwrite=True)
+    assert auto["precision"] == "fp32"
+    with pytest.raises(ConfigError, match=r"cpu_amp: bf16 needs a CPU with native bf16.*avx512_bf16"):
+        train(tiny(tmp_path, device="cpu", cpu_amp="bf16"), progress=False, overwrite=True)
+
+    monkeypatch.setattr(train_module, "cpu_bf16_flag", lambda: "avx512_bf16")
+    bf16 = train(tiny(tmp_path, device="cpu", val_every=0, total_steps=2, cpu_amp="bf16"),
+                 progress=False, overwrite=True)
+    assert bf16["precision"] == "bf16" and all(np.isfinite(bf16["losses"]))
+
+
+def test_cpu_bf16_training_step_tracks_fp32():
+    """One bf16-autocast step on CPU gives the fp32 step's loss to bf16 precision (the loss
+    itself is computed in fp32 from the upcast outputs)."""
+    torch.manual_seed(0)
+    batch = {"blur": torch.rand(2, 3, 48, 48), "sharp": torch.rand(2, 3, 48, 48),
+             "mask": (torch.rand(2, 1, 48, 48) > 0.5).float()}
+    losses = {}
+    for amp in (False, True):
+        torch.manual_seed(1)
+        model = build_model("lbag", num_res=1)
+        opt = torch.optim.Adam(model.parameters(), 1e-4)
+        losses[amp], _ = training_step(model, opt, LBAGLoss(), batch, torch.device("cpu"), amp=amp)
+    assert losses[True] == pytest.approx(losses[False], rel=2e-2)

@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from hardware_sim.assets import BACKGROUND_NAMES
-from hardware_sim.scene_sampler import MOVING_ASSETS, random_scene
+from hardware_sim.assets import BACKGROUND_NAMES, CUTOUT_NAMES, cutout
+from hardware_sim.scene_sampler import MOVING_ASSETS, SPINNING_ASSETS, random_scene
 from hardware_sim.spec import with_sensor_size
 from hardware_sim.twin import RigTwin
 
@@ -43,20 +43,52 @@ def test_scenes_stay_within_the_documented_ranges():
         assert 2.49 <= spec.blur_px(spec.short_exposure_s) <= 5.01
         lo, hi = spec.sensor.exposure_range_s
         assert lo <= spec.short_exposure_s < spec.long_exposure_s <= hi
-        if obj.asset != "ball":
+        if obj.asset not in SPINNING_ASSETS:
             assert obj.trajectory.spin_dps == 0.0
 
 
 def test_excluded_assets_never_appear_and_bad_exclusions_are_named():
     for seed in range(24):
-        spec = random_scene(seed, ("pedestrian", "poster", "horse"))
-        assert {o.asset for o in spec.objects} <= {"ball", "motorcycle"} and spec.props == ()
+        excluded = ("pedestrian", "poster", "horse")
+        spec = random_scene(seed, excluded)
+        assert {o.asset for o in spec.objects} <= set(MOVING_ASSETS) - set(excluded)
+        assert spec.props == ()
     with pytest.raises(ValueError, match="unknown asset"):
         random_scene(0, ("unicorn",))
     with pytest.raises(ValueError, match="no moving asset"):
         random_scene(0, MOVING_ASSETS)
     with pytest.raises(ValueError, match="seed"):
         random_scene(-1)
+
+
+@pytest.mark.parametrize("name", CUTOUT_NAMES)
+def test_every_cutout_is_a_valid_linear_image_with_an_alpha(name):
+    """Every asset: linear RGB and alpha in [0, 1], cropped to its alpha (opaque somewhere,
+    transparent or cut at every border row/column within the crop's 2-texel pad)."""
+    c = cutout(name)
+    assert c.rgb.dtype == np.float32 and c.alpha.dtype == np.float32
+    assert c.rgb.shape[:2] == c.alpha.shape and c.rgb.shape[2] == 3
+    assert c.rgb.min() >= 0.0 and c.rgb.max() <= 1.0
+    assert c.alpha.min() >= 0.0 and c.alpha.max() <= 1.0 and c.alpha.max() > 0.99
+    assert c.alpha.mean() > 0.3
+
+
+def test_the_pedestrian_photograph_is_not_in_any_other_asset(monkeypatch):
+    """The pedestrian stays a photograph-disjoint test object: every other asset builds with
+    the astronaut photograph made unavailable."""
+    import skimage.data
+
+    from hardware_sim import assets
+
+    def forbidden():
+        raise AssertionError("the pedestrian's photograph was read")
+
+    monkeypatch.setattr(skimage.data, "astronaut", forbidden)
+    for name, factory in assets._CUTOUTS.items():
+        if name != "pedestrian":
+            assert factory().name in (name, "poster")
+    with pytest.raises(AssertionError, match="pedestrian's photograph"):
+        assets._CUTOUTS["pedestrian"]()
 
 
 @pytest.mark.parametrize("seed", [0, 4, 11])

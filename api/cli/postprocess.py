@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from api.cli import app, engine_at_head, fail
+from api.cli.common import engine_at_head, fail
+
+app = typer.Typer()
 
 PARAMS_OPTION = typer.Option(
     None, "--params", help="Pipeline parameters (YAML, see configs/pipeline.yaml); default: the built-in ones."

@@ -14,10 +14,9 @@ from typing import Any
 
 import typer
 
-from api.cli import app, fail
+from api.cli.common import fail
 from deblur.data import (
     DatasetError,
-    export_twin_dataset,
     list_images,
     read_image,
     read_mask,
@@ -33,6 +32,9 @@ from deblur.infer import (
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table
 from deblur.train import ConfigError, TrainingError, load_config, train
 from hardware_sim.spec import SceneSpecError
+from hardware_sim.training_data import export_twin_dataset
+
+app = typer.Typer()
 
 # ------------------------------------------------------------------------------------ train
 
@@ -57,6 +59,7 @@ def train_cmd(
         raise fail(str(exc), code=1) from None
     typer.echo(
         f"trained {cfg.model} steps {result['start_step']}→{result['step']} on {result['device']} "
+        f"({result['precision']}) "
         f"in {result['seconds']:.1f} s; checkpoint {result['last_checkpoint']}"
     )
     if result["losses"]:

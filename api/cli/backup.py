@@ -8,7 +8,9 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from api.cli import app, fail
+from api.cli.common import fail
+
+app = typer.Typer()
 
 
 def _mb(n: int) -> str:

@@ -8,16 +8,13 @@ import typer
 from tqdm import tqdm
 
 from acquisition.planner import (
-    DEFAULT_ND_FILTERS,
-    DEFAULT_SHARP_TIMING,
-    SHARP_TIMINGS,
     ExposurePlan,
     PlanError,
-    PlanRequest,
-    SharpTimingError,
-    plan_exposures,
 )
-from api.cli import app, engine_at_head, fail
+from acquisition.rig_plan import plan_for_rig
+from api.cli.common import engine_at_head, fail
+
+app = typer.Typer()
 
 rig_app = typer.Typer(help="The capture rig: identify instruments and cameras.", no_args_is_help=True)
 app.add_typer(rig_app, name="rig")
@@ -48,33 +45,18 @@ def _print_plan(plan: ExposurePlan) -> None:
 
 def _plan_from_options(rig_cfg, distance, speed, focal_length, image_distance, pixel_pitch, sharp_blur, nd,
                        blur_min, blur_max, target_blur, sharp_timing=None) -> ExposurePlan:
-    if sharp_timing is not None and sharp_timing not in SHARP_TIMINGS:
-        raise SharpTimingError(f"--sharp-timing must be one of {', '.join(SHARP_TIMINGS)}; got {sharp_timing!r}")
-    if rig_cfg is not None:
-        sharp_timing = sharp_timing or rig_cfg.sharp_timing
-        o = rig_cfg.optics
-        pixel_pitch = pixel_pitch or o.pixel_pitch_um
-        if image_distance is None:
-            focal_length = focal_length or o.focal_length_mm
-        nd = nd or ",".join(str(t) for t in o.nd_filters)
-        exposure_range = o.exposure_range_s
-        if (distance is None or speed is None) and rig_cfg.simulation is not None:
-            from hardware_sim.rig import scene_for_rig
+    return plan_for_rig(
+        rig_cfg, distance_m=distance, speed_mps=speed, pixel_pitch_um=pixel_pitch, focal_length_mm=focal_length,
+        image_distance_mm=image_distance, nd_filters=tuple(float(t) for t in nd.split(",")) if nd else None,
+        sharp_blur_px=sharp_blur, blur_range_px=(blur_min, blur_max), target_blur_px=target_blur,
+        sharp_timing=sharp_timing, names=_CLI_NAMES,
+    )
 
-            spec = scene_for_rig(rig_cfg)
-            distance = distance or spec.optics.object_distance_m
-            speed = speed or spec.fastest_speed_mps
-    else:
-        exposure_range = (2e-5, 10.0)
-    if distance is None or speed is None or pixel_pitch is None:
-        raise PlanError("give --distance, --speed and --pixel-pitch (or a --rig that provides them)")
-    filters = tuple(float(t) for t in nd.split(",")) if nd else DEFAULT_ND_FILTERS
-    return plan_exposures(PlanRequest(
-        object_distance_m=distance, speed_mps=speed, pixel_pitch_um=pixel_pitch, focal_length_mm=focal_length,
-        image_distance_mm=image_distance, sharp_blur_px=sharp_blur, nd_filters=filters,
-        blur_range_px=(blur_min, blur_max), target_blur_px=target_blur, exposure_range_s=exposure_range,
-        sharp_timing=sharp_timing or DEFAULT_SHARP_TIMING,
-    ))
+
+#: How the plan's parameters are spelt on this command line (for the errors that name them).
+_CLI_NAMES = {"distance_m": "--distance", "speed_mps": "--speed", "pixel_pitch_um": "--pixel-pitch",
+              "focal_length_mm": "--focal-length", "image_distance_mm": "--image-distance",
+              "sharp_timing": "--sharp-timing", "rig": "--rig"}
 
 
 def _load_rig(path: Path | None):

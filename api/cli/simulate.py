@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from api.cli import app, fail
+from api.cli.common import fail
 from hardware_sim.scene_writer import OutputExistsError, simulate_scene
 from hardware_sim.spec import (
     SceneSpecError,
@@ -17,6 +17,8 @@ from hardware_sim.spec import (
     with_sensor_size,
     with_sharp_timing,
 )
+
+app = typer.Typer()
 
 
 @app.command()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import app, engine_at_head, fail
+from api.cli.common import engine_at_head, fail
+
+app = typer.Typer()
 
 token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")

@@ -10,9 +10,10 @@ from alembic.util import CommandError
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.cli import app
 from core import migrate
 from core.settings import get_settings
+
+app = typer.Typer()
 
 db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")

@@ -7,9 +7,11 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from api.cli import app, engine_at_head, fail
+from api.cli.common import engine_at_head, fail
 from core.filestore import FileStoreError
 from postprocess.importer import SceneImportError, count_steps, import_scene, load_manifest
+
+app = typer.Typer()
 
 
 @app.command("import")

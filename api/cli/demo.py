@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from api.cli import app, fail
+from api.cli.common import fail
+
+app = typer.Typer()
 
 
 @app.command("demo")

@@ -1,0 +1,273 @@
+"""The rig's digital twin as a source of training pairs (the ``twin`` training dataset).
+
+:class:`TwinPairDataset` renders ideal blurred/sharp pairs on the fly; :func:`export_twin_dataset`
+writes them in the ReLoBlur layout. :func:`training_datasets` is the factory that the entry
+point ``reloblur.training_datasets: twin`` (``pyproject.toml``) gives ``deblur.train``, so the
+deblurring package never imports the simulator. Samples follow :mod:`core.samples`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from core import srgb
+from core.filestore import write_mask_png, write_png
+from core.samples import pair_sample
+from hardware_sim.scene_sampler import RANDOM_PRESET, random_scene
+from hardware_sim.spec import SHARP_TIMINGS, load_preset, with_sensor_size, with_sharp_timing
+from hardware_sim.twin import RigTwin
+
+__all__ = ["TwinPairDataset", "export_twin_dataset", "training_datasets"]
+
+
+class TwinPairDataset(Dataset):
+    """Blurred/sharp pairs rendered by the rig's digital twin on the fly (map-style).
+
+    Index ``i`` ↦ ``(preset, seed, pair index)``: presets outermost, then ``seeds``, then
+    ``pairs_per_scene`` pairs (``twin.pair(k, pairs_per_scene)``: pairs spread along the moving
+    object's path). The seed changes the twin's camera colour response, misalignment and
+    trigger jitter; a preset's scene content is fixed. ``width``×``height``: the sensor size
+    (same field of view as the 2152×1436 preset, see ``hardware_sim.spec.with_sensor_size``).
+
+    Images are the twin's noise-free linear views ``blurred_linear`` / ``sharp_linear`` encoded
+    with the sRGB transfer curve (clipped to [0, 1]); the mask is the true blur mask. These are
+    ideal aligned pairs: they skip the capture and post-processing pipeline. ``noise_sigma`` > 0
+    adds Gaussian noise (sRGB units) to the blurred image only, keyed by ``(noise_seed, i)``,
+    then clips to [0, 1]. Everything is deterministic for given arguments.
+
+    ``sharp_timing``: when the sharp camera's exposure starts, ``"centre"`` (default: S's window
+    is the middle of B's, so the sharp object stands at the centre of its blur trail and the
+    target is identifiable from the blurred image) or ``"start"`` (both start together, the
+    paper's timing: the sharp object at one end of its trail, as in the published ReLoBlur set).
+
+    The preset name ``"random"`` stands for a different scene per seed
+    (:func:`hardware_sim.scene_sampler.random_scene`: background, moving object, path, speed
+    and exposures drawn from the seed; ``exclude_assets`` keeps assets such as ``pedestrian``
+    out of them so that a preset made of those stays scene-disjoint). Training on many random
+    scenes rather than the two or three fixed presets keeps a model from learning the scenes
+    instead of the deblurring.
+
+    Each worker caches up to ``cache_twins`` ``RigTwin`` objects (building one costs ~50 ms at
+    small sizes, more at full size) and, when ``cache_pairs`` > 0, the ``cache_pairs`` most
+    recently rendered pairs (rendering one costs ~35 ms at 384×256 on one core; a pair is
+    ``28·W·H`` bytes, 2.6 MB at 384×256). Rendering is deterministic, so a cached pair equals a
+    fresh one; cached arrays are read-only.
+    """
+
+    def __init__(
+        self,
+        presets: Sequence[str] = ("ball", "car"),
+        width: int = 512,
+        height: int = 342,
+        seeds: Sequence[int] = (0,),
+        pairs_per_scene: int = 8,
+        noise_sigma: float = 0.0,
+        noise_seed: int = 0,
+        cache_twins: int = 4,
+        cache_pairs: int = 0,
+        exclude_assets: Sequence[str] = (),
+        sharp_timing: Literal["centre", "start"] = "centre",
+    ) -> None:
+        if not presets:
+            raise ValueError("TwinPairDataset needs at least one preset")
+        if not seeds:
+            raise ValueError("TwinPairDataset needs at least one seed")
+        if pairs_per_scene < 1:
+            raise ValueError(f"pairs_per_scene must be ≥ 1, got {pairs_per_scene}")
+        if noise_sigma < 0:
+            raise ValueError(f"noise_sigma must be ≥ 0, got {noise_sigma}")
+        if cache_pairs < 0:
+            raise ValueError(f"cache_pairs must be ≥ 0, got {cache_pairs}")
+        if sharp_timing not in SHARP_TIMINGS:
+            raise ValueError(f"sharp_timing must be one of {', '.join(SHARP_TIMINGS)}, got {sharp_timing!r}")
+        self.sharp_timing = sharp_timing
+        self.presets = tuple(presets)
+        self.seeds = tuple(int(s) for s in seeds)
+        self.pairs_per_scene = int(pairs_per_scene)
+        self.width, self.height = int(width), int(height)
+        self.noise_sigma = float(noise_sigma)
+        self.noise_seed = int(noise_seed)
+        self.cache_twins = max(1, int(cache_twins))
+        self.cache_pairs = int(cache_pairs)
+        self._pairs: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self.exclude_assets = tuple(exclude_assets)
+        # Validate the presets, sizes and exclusions up front (named errors from hardware_sim).
+        self._specs: dict[tuple[str, int], Any] = {}
+        for p in self.presets:
+            fixed = None if p == RANDOM_PRESET else with_sensor_size(load_preset(p), self.width, self.height)
+            for seed in self.seeds:
+                spec = fixed if fixed is not None else with_sensor_size(
+                    random_scene(seed, self.exclude_assets), self.width, self.height
+                )
+                self._specs[(p, seed)] = with_sharp_timing(spec, sharp_timing)
+        self._twins: OrderedDict[tuple[str, int], Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.presets) * len(self.seeds) * self.pairs_per_scene
+
+    def locate(self, index: int) -> tuple[str, int, int]:
+        """``index`` ↦ ``(preset, seed, pair index)``."""
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} twin pairs")
+        index %= n
+        per_preset = len(self.seeds) * self.pairs_per_scene
+        p, rest = divmod(index, per_preset)
+        s, k = divmod(rest, self.pairs_per_scene)
+        return self.presets[p], self.seeds[s], k
+
+    def sample_id(self, index: int) -> str:
+        preset, seed, k = self.locate(index)
+        return f"{preset}_s{seed}/00/{k:05d}"
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.sample_id(i) for i in range(len(self))]
+
+    def _twin(self, preset: str, seed: int):
+        key = (preset, seed)
+        twin = self._twins.get(key)
+        if twin is None:
+            twin = RigTwin(self._specs[(preset, seed)], seed)
+            self._twins[key] = twin
+            while len(self._twins) > self.cache_twins:
+                self._twins.popitem(last=False)
+        else:
+            self._twins.move_to_end(key)
+        return twin
+
+    def load_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """``(blur H×W×3 float32 sRGB [0,1], sharp H×W×3, mask H×W bool, id)``."""
+        self.locate(index)  # IndexError when out of range
+        index %= len(self)
+        cached = self._pairs.get(index)
+        if cached is not None:
+            self._pairs.move_to_end(index)
+            return (*cached, self.sample_id(index))
+        blur, sharp, mask = self._render(index)
+        if self.cache_pairs > 0:
+            for a in (blur, sharp, mask):
+                a.setflags(write=False)
+            self._pairs[index] = (blur, sharp, mask)
+            while len(self._pairs) > self.cache_pairs:
+                self._pairs.popitem(last=False)
+        return blur, sharp, mask, self.sample_id(index)
+
+    def _render(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        preset, seed, k = self.locate(index)
+        shot = self._twin(preset, seed).pair(k, self.pairs_per_scene)
+        blur = srgb.encode(shot.blurred_linear)
+        sharp = srgb.encode(shot.sharp_linear)
+        if self.noise_sigma > 0:
+            rng = np.random.default_rng([self.noise_seed, index % len(self)])
+            noise = rng.standard_normal(blur.shape, dtype=np.float32) * np.float32(self.noise_sigma)
+            blur = np.clip(blur + noise, 0.0, 1.0).astype(np.float32)
+        return blur, sharp, np.array(shot.mask, dtype=bool)
+
+    def __getitem__(self, index: int) -> dict:
+        blur, sharp, mask, sid = self.load_arrays(index)
+        return pair_sample(blur, sharp, mask, sid)
+
+    def __getstate__(self) -> dict:
+        # Workers start with an empty cache (twins hold large arrays).
+        state = self.__dict__.copy()
+        state["_twins"] = OrderedDict()
+        state["_pairs"] = OrderedDict()
+        return state
+
+
+def export_twin_dataset(
+    out_root: Path | str,
+    presets: Sequence[str] = ("ball", "car", "pedestrian"),
+    n_scenes: int = 2,
+    pairs: int = 4,
+    width: int = 512,
+    height: int = 342,
+    test_presets: Sequence[str] | None = None,
+    seed: int = 0,
+    noise_sigma: float = 0.0,
+    overwrite: bool = False,
+    progress: bool = False,
+    exclude_assets: Sequence[str] = (),
+    sharp_timing: Literal["centre", "start"] = "centre",
+) -> dict:
+    """Render twin pairs and write them in the ReLoBlur layout under ``out_root``.
+
+    ``presets``: every preset used; ``test_presets`` (a non-empty proper subset, default the
+    last preset) go to ``test``, the others to ``train``: the splits are scene-disjoint (a
+    preset's content is fixed; seeds only change camera responses, misalignment and trigger
+    jitter, so two seeds of one preset count as the same scene; the preset ``"random"`` is a new
+    scene per seed, without ``exclude_assets``, see :class:`TwinPairDataset`). Each preset gives ``n_scenes``
+    scene folders ``<preset>_s<seed>`` (seeds ``seed … seed + n_scenes − 1``), each one sequence
+    ``00`` of ``pairs`` pairs ``<idx>`` = ``00000, 00001, …``. Images: 8-bit sRGB PNG (the
+    :class:`TwinPairDataset` images, rounded); masks: 0/255 single-channel PNG. ``sharp_timing``
+    as in :class:`TwinPairDataset` (``"start"`` for pairs timed like the published ReLoBlur set).
+
+    Returns ``{"root", "train": [ids], "test": [ids], "width", "height"}``. An existing
+    non-empty ``out_root`` raises ``FileExistsError`` unless ``overwrite`` (then its
+    ``dataset/`` and ``masks/`` folders are replaced).
+    """
+    from tqdm import tqdm
+
+    out_root = Path(out_root)
+    presets = list(dict.fromkeys(presets))
+    if not presets:
+        raise ValueError("give at least one preset")
+    test = list(dict.fromkeys(test_presets)) if test_presets is not None else presets[-1:]
+    unknown = [p for p in test if p not in presets]
+    if unknown:
+        raise ValueError(f"test preset(s) {', '.join(unknown)} are not among the presets {', '.join(presets)}")
+    if not test or len(test) >= len(presets):
+        raise ValueError(
+            "scene-disjoint splits need at least one preset for test and one for train; "
+            f"got presets {presets} with test presets {test}"
+        )
+    if n_scenes < 1 or pairs < 1:
+        raise ValueError(f"n_scenes and pairs must be ≥ 1, got {n_scenes} and {pairs}")
+    if out_root.exists() and any(out_root.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out_root} exists and is not empty (use overwrite)")
+        for sub in ("dataset", "masks"):
+            shutil.rmtree(out_root / sub, ignore_errors=True)
+    seeds = list(range(seed, seed + n_scenes))
+    summary: dict[str, Any] = {"root": out_root, "train": [], "test": [], "width": width, "height": height}
+    total = len(presets) * n_scenes * pairs
+    with tqdm(total=total, desc="export twin pairs", unit="pair", disable=not progress) as bar:
+        for preset in presets:
+            split = "test" if preset in test else "train"
+            ds = TwinPairDataset([preset], width, height, seeds, pairs, noise_sigma, noise_seed=seed,
+                                 exclude_assets=exclude_assets, sharp_timing=sharp_timing)
+            for i in range(len(ds)):
+                blur, sharp, mask, sid = ds.load_arrays(i)
+                scene, seq, idx = sid.split("/")
+                folder = out_root / "dataset" / split / scene / seq
+                write_png(folder / f"{idx}_blur.png", srgb.to_uint8(blur))
+                write_png(folder / f"{idx}_sharp.png", srgb.to_uint8(sharp))
+                write_mask_png(out_root / "masks" / split / scene / seq / f"{idx}.png", np.asarray(mask, bool))
+                summary[split].append(sid)
+                bar.update()
+    return summary
+
+
+def training_datasets(data: Any, split: Literal["train", "val"], seed: int) -> TwinPairDataset | None:
+    """The ``twin`` source of ``deblur.train``: ``data`` is its ``DataConfig`` (``presets``,
+    ``width``, ``height``, ``seeds``, ``pairs_per_scene``, ``noise_sigma``, ``cache_pairs``,
+    ``exclude_assets``, ``sharp_timing``; for ``val``: ``val_presets``, ``val_seeds``,
+    ``val_pairs``). ``val`` without ``val_presets`` → ``None``. ``seed``: the run's seed (the
+    training noise's)."""
+    if split == "train":
+        return TwinPairDataset(
+            data.presets, data.width, data.height, data.seeds, data.pairs_per_scene, data.noise_sigma, seed,
+            cache_pairs=data.cache_pairs, exclude_assets=data.exclude_assets, sharp_timing=data.sharp_timing,
+        )
+    if not data.val_presets:
+        return None
+    return TwinPairDataset(data.val_presets, data.width, data.height, data.val_seeds, data.val_pairs,
+                           sharp_timing=data.sharp_timing)
