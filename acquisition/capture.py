@@ -23,34 +23,52 @@ Guarantees:
   error, the sharp delay the pulse generator held) at stop;
 * every frame row records when its exposure started after camera B's (``exposure_delay_s``, as
   read back from the pulse generator), and so does its DNG's description.
+
+Modules: :mod:`acquisition.capture_errors` (the named errors), :mod:`acquisition.capture_schedule`
+(trigger schedule, camera settings), :mod:`acquisition.capture_outcome` (what a run reports);
+the rig lock is :mod:`acquisition.rig_lock`; this module is the protocol (:class:`SceneCapture`)
+and re-exports the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from acquisition.cameras import CameraError, CapturedFrame
+from acquisition.capture_errors import (
+    CameraConfigurationError,
+    CaptureError,
+    FrameMissingError,
+    RigBusyError,
+    SceneExistsError,
+    StorageError,
+    TriggerFailedError,
+)
+from acquisition.capture_outcome import CaptureOutcome, TriggerTiming
+from acquisition.capture_schedule import (
+    ESSENTIAL_FEATURES,
+    PIXEL_FORMAT_PREFIX,
+    camera_settings,
+    trigger_schedule,
+)
 from acquisition.planner import ExposurePlan
 from acquisition.rig import ROLES, Rig, Stage
+from acquisition.rig_lock import rig_lock
 from acquisition.synchronizer import SynchronizerError
-from core import __version__
+from core import __version__, layouts
 from core.db import session_factory
 from core.dng import RawMetadata, write_dng
 from core.filestore import is_temp_name
 from core.models import (
-    Camera as CameraRow,
+    CameraRecord as CameraRow,
 )
 from core.models import (
     Capture,
@@ -63,122 +81,26 @@ from core.models import (
     utcnow,
 )
 from core.models import (
-    Rig as RigRow,
+    RigRecord as RigRow,
 )
 
-ESSENTIAL_FEATURES = ("ExposureTime", "TriggerMode", "TriggerSource", "PixelFormat")
-PIXEL_FORMAT_PREFIX = {"RGGB": "BayerRG", "BGGR": "BayerBG", "GRBG": "BayerGR", "GBRG": "BayerGB"}
-
-
-class CaptureError(RuntimeError):
-    """A capture that could not complete; the message says what failed and what was kept."""
-
-
-class RigBusyError(CaptureError):
-    """Another capture holds the rig."""
-
-
-class SceneExistsError(CaptureError):
-    """The scene already has captures and resume was not asked for."""
-
-
-class CameraConfigurationError(CaptureError):
-    """A camera could not take a setting the protocol cannot do without."""
-
-
-class FrameMissingError(CaptureError):
-    """A camera delivered no (or a wrong) frame for a trigger."""
-
-
-class TriggerFailedError(CaptureError):
-    """The pulse generator failed during a trigger."""
-
-
-class StorageError(CaptureError):
-    """A frame could not be written (e.g. the disk is full)."""
-
-
-def trigger_schedule(n_pairs: int) -> list[tuple[int, Stage]]:
-    """(trigger index, stage) of a scene session: whiteboard 0, reference 1, pairs 2..n+1."""
-    if n_pairs < 1:
-        raise ValueError(f"a scene needs at least one pair, got {n_pairs}")
-    return [
-        (0, Stage("whiteboard", 0, n_pairs)),
-        (1, Stage("reference", 0, n_pairs)),
-        *[(2 + i, Stage("pair", i, n_pairs)) for i in range(n_pairs)],
-    ]
-
-
-def camera_settings(exposure_s: float, optics) -> dict[str, object]:
-    """GenICam (SFNC) settings for hardware-triggered RAW capture; ExposureTime in µs."""
-    return {
-        "AcquisitionMode": "Continuous",
-        "PixelFormat": f"{PIXEL_FORMAT_PREFIX[optics.cfa_pattern]}{optics.bit_depth}",
-        "TriggerSelector": "FrameStart",
-        "TriggerMode": "On",
-        "TriggerSource": "Line0",
-        "TriggerActivation": "RisingEdge",
-        "ExposureMode": "Timed",
-        "ExposureTime": exposure_s * 1e6,
-        "Gain": 0.0,
-    }
-
-
-@contextmanager
-def rig_lock(data_dir: Path, rig_name: str) -> Iterator[None]:
-    """Hold the rig exclusively for the duration of the block, or raise RigBusyError."""
-    lock_dir = data_dir / "locks"
-    if not lock_dir.is_dir():
-        lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / f"rig-{rig_name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RigBusyError(f"rig {rig_name!r} is busy: another capture is running on it; try again when it ends") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class TriggerTiming:
-    """Host monotonic times (ns) of one stored trigger, and the bytes it wrote.
-
-    fired_ns: just before ``*TRG`` was sent; frames_ns: both frames fetched (exposure, readout
-    or rendering, transfer); stored_ns: both DNGs on disk and the rows committed.
-    """
-
-    trigger_index: int
-    fired_ns: int
-    frames_ns: int
-    stored_ns: int
-    bytes_written: int
-
-    @property
-    def frames_ms(self) -> float:
-        return (self.frames_ns - self.fired_ns) / 1e6
-
-    @property
-    def storage_ms(self) -> float:
-        return (self.stored_ns - self.frames_ns) / 1e6
-
-    @property
-    def total_ms(self) -> float:
-        return (self.stored_ns - self.fired_ns) / 1e6
-
-
-@dataclass
-class CaptureOutcome:
-    """What a run did: the triggers it stored now, the ones already there, how it ended."""
-
-    run_id: int
-    scene: str | None
-    stored: list[int] = field(default_factory=list)
-    already_present: list[int] = field(default_factory=list)
-    status: RunStatus = RunStatus.RUNNING
-    error: str | None = None
-    timings: list[TriggerTiming] = field(default_factory=list)
+__all__ = [
+    "ESSENTIAL_FEATURES",
+    "PIXEL_FORMAT_PREFIX",
+    "CameraConfigurationError",
+    "CaptureError",
+    "CaptureOutcome",
+    "FrameMissingError",
+    "RigBusyError",
+    "SceneCapture",
+    "SceneExistsError",
+    "StorageError",
+    "TriggerFailedError",
+    "TriggerTiming",
+    "camera_settings",
+    "rig_lock",
+    "trigger_schedule",
+]
 
 
 class SceneCapture:
@@ -336,7 +258,7 @@ class SceneCapture:
         written: list[Path] = []
         o = self.rig.config.optics
         try:
-            rel = {r: f"{folder}/{kind}_{trigger_index:04d}_{r}.dng" for r in ROLES}
+            rel = {r: f"{folder}/{layouts.frame_name(kind, trigger_index, r)}" for r in ROLES}
             shas = {}
             for role in ROLES:
                 path = self.data_dir / rel[role]
@@ -401,7 +323,7 @@ class SceneCapture:
     ) -> CaptureOutcome:
         """Capture whiteboard, reference and ``n_pairs`` pairs of a scene (see module docstring)."""
         schedule = trigger_schedule(n_pairs)
-        folder = f"raw/{self.rig.name}/{scene_name}"
+        folder = layouts.raw_folder(self.rig.name, scene_name)
         with rig_lock(self.data_dir, self.rig.name):
             with self.sessions() as session:
                 rig_row, camera_rows = self._rig_rows(session)
@@ -430,7 +352,7 @@ class SceneCapture:
 
     def capture_lightbox(self, on_stored: Callable[[int, Stage], None] | None = None) -> CaptureOutcome:
         """One lightbox trigger: a flat field per camera for colour calibration (no scene)."""
-        folder = f"raw/{self.rig.name}/lightbox"
+        folder = layouts.raw_folder(self.rig.name, layouts.LIGHTBOX_SCENE)
         with rig_lock(self.data_dir, self.rig.name):
             with self.sessions() as session:
                 rig_row, camera_rows = self._rig_rows(session)

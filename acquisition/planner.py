@@ -33,6 +33,7 @@ from typing import Literal
 
 from acquisition.bnc575 import MAX_TIME_S, quantise, representable
 from core import optics
+from core.errors import UserError
 
 # Transmittances of common ND filters: ND0.3, 0.6, 0.9, 1.0, 1.2, 1.3, 1.5, 2.0 (and none).
 DEFAULT_ND_FILTERS = (1.0, 0.5, 0.25, 0.125, 0.1, 0.0625, 0.05, 0.03125, 0.01)
@@ -42,8 +43,10 @@ SHARP_TIMINGS: tuple[str, ...] = ("centre", "start")
 DEFAULT_SHARP_TIMING: SharpTiming = "centre"
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """An exposure plan the rig cannot carry out; the message says why and what to change."""
+
+    http_status = 422
 
 
 class BlurOutOfRangeError(PlanError):

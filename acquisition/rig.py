@@ -28,22 +28,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from acquisition import backends
 from acquisition.cameras.base import Camera
 from acquisition.planner import DEFAULT_SHARP_TIMING, SharpTiming
 from acquisition.synchronizer import PulseGenerator
+from core.config import StrictModel, read_yaml, validate_model
+from core.errors import UserError
 
 ROLES = ("B", "S")
 
 
-class RigConfigError(ValueError):
+class RigConfigError(UserError, ValueError):
     """A rig file that cannot describe a rig: the message names the key and what is allowed."""
 
+    http_status = 422
 
-class _Strict(BaseModel):
+
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -133,23 +136,8 @@ class RigConfig(_Strict):
 def load_rig_config(path: str | Path) -> RigConfig:
     """Read and validate a rig YAML file; RigConfigError names unknown keys and bad values."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise RigConfigError(f"rig file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise RigConfigError(f"rig file {path} is not valid YAML: {exc}") from None
-    try:
-        return RigConfig.model_validate(data)
-    except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"]) or "rig"
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown key"
-            problems.append(f"{loc}: {msg}")
-        raise RigConfigError(f"invalid rig file {path}: " + "; ".join(problems)) from None
+    data = read_yaml(path, RigConfigError, "rig")
+    return validate_model(RigConfig, data, RigConfigError, f"invalid rig file {path}", root="rig")
 
 
 class RigNotFoundError(RigConfigError, LookupError):

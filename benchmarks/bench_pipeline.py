@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from acquisition.raw_import import import_scene
 from core import migrate
 from core.db import make_engine, session_factory
 from core.filestore import sha256_file, write_png
@@ -40,7 +41,6 @@ from core.models import Capture, CaptureKind, Frame, Product, ProductKind
 from core.rawio import read_raw
 from hardware_sim.scene_writer import simulate_scene
 from hardware_sim.spec import load_preset
-from postprocess.importer import import_scene
 from postprocess.isp import encode_srgb, run_isp
 from postprocess.pipeline import ScenePipeline
 from postprocess.warp import warp
@@ -87,7 +87,7 @@ def main() -> None:
             assert outcome.made == {"blurred": 1, "sharp": 1}, outcome.made
             pair = outcome.pairs[0]
 
-        # Per-step breakdown on the same pair (the steps _pair_stage runs, called directly).
+        # Per-step breakdown on the same pair (the steps of postprocess.stages.pairs, called directly).
         colour = outcome.info["scene_colour"]
         wb, ccm, beta = (np.array(colour[k]) for k in ("wb_gains", "ccm", "beta"))
         with sessions() as session:
@@ -144,10 +144,10 @@ def main() -> None:
 
 
 def _camera(engine, camera_id: int):
-    from core.models import Camera
+    from core.models import CameraRecord
 
     with session_factory(engine)() as session:
-        camera = session.get(Camera, camera_id)
+        camera = session.get(CameraRecord, camera_id)
         session.expunge(camera)
         return camera
 

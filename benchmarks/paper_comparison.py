@@ -60,10 +60,11 @@ import numpy as np
 import torch
 import yaml
 
+from deblur.config import parse_config
 from deblur.data import ReLoBlurDataset, to_float01
 from deblur.infer import deblur_image, load_checkpoint
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table
-from deblur.train import find_checkpoints, parse_config, train
+from deblur.train import find_checkpoints, train
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = (

@@ -42,6 +42,7 @@ __all__ = [
     "sha256_bytes",
     "sha256_file",
     "write_mask_png",
+    "atomic_write_text",
     "write_png",
     "write_tiff",
 ]
@@ -157,6 +158,11 @@ def atomic_write_bytes(path: StrPath, data: bytes | bytearray | memoryview) -> s
     with atomic_path(path) as tmp, open(tmp, "xb") as f:
         f.write(data)
     return sha256_bytes(data)
+
+
+def atomic_write_text(path: StrPath, text: str) -> str:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`); return its SHA-256 hex."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def remove_stale_temp_files(root: StrPath, older_than_s: float = 3600.0) -> list[Path]:

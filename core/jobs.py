@@ -1,7 +1,7 @@
 """Job records: what background work was asked for, its state, progress and outcome.
 
-Pure SQLAlchemy; the execution (Dask distributed) lives in :mod:`api.jobrunner` and what each
-kind takes (its parameter model) in :mod:`api.jobparams`: the records store parameters their
+Pure SQLAlchemy; the execution (Dask distributed) lives in :mod:`api.jobs.runner` and what each
+kind takes (its parameter model) in :mod:`api.jobs.params`: the records store parameters their
 caller has validated, so that core imports nothing of the layers above it. A job moves
 ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``; a running job whose
 worker died goes back to ``queued`` (:func:`requeue_orphans`) while attempts remain.
@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, case, select, update
 from sqlalchemy.orm import Session
 
+from core.errors import UserError
 from core.models import Job, JobKind, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -44,23 +45,29 @@ MAX_MESSAGE_CHARS = 2000
 """Longest progress message or error kept in the table (longer ones are cut)."""
 
 
-class JobError(ValueError):
+class JobError(UserError, ValueError):
     """Base of the job records' named errors."""
 
 
 class JobNotFoundError(JobError):
     """No job with that id."""
 
+    http_status = 404
+
 
 class JobStateError(JobError):
     """The job's state does not allow the operation (e.g. cancelling a finished job)."""
+
+    http_status = 409
 
 
 class JobParamsError(JobError):
     """The parameters do not fit the job's kind; the message names the field and why.
 
     Raised by :func:`create_job` (unknown kind, params not an object, bad ``max_attempts``) and
-    by the per-kind validation in :mod:`api.jobparams`."""
+    by the per-kind validation in :mod:`api.jobs.params`."""
+
+    http_status = 422
 
 
 class JobCancelled(Exception):  # noqa: N818 - a signal, not an error
@@ -76,7 +83,7 @@ def create_job(session: Session, kind: JobKind | str, params: dict[str, Any], *,
                max_attempts: int) -> Job:
     """A queued job with ``params`` as given; flushed, not committed.
 
-    The caller validates ``params`` for the kind first (the API: :mod:`api.jobparams`, which
+    The caller validates ``params`` for the kind first (the API: :mod:`api.jobs.params`, which
     knows the pipeline's parameters and the rig files); here only the record's shape is
     checked: JobParamsError for an unknown kind, params that are not an object, or
     ``max_attempts`` below 1.

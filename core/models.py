@@ -142,7 +142,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Rig(Base):
+class RigRecord(Base):
     """A two-camera beam-splitting rig: the shared lens and sensor geometry, and the ND filters.
 
     ``pixel_pitch_um`` in micrometres, ``focal_length_mm`` in millimetres, ``nd_filters`` a list
@@ -164,7 +164,7 @@ class Rig(Base):
     sensor_height_px: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    cameras: Mapped[list[Camera]] = relationship(
+    cameras: Mapped[list[CameraRecord]] = relationship(
         back_populates="rig", cascade="all, delete-orphan", passive_deletes=True
     )
     scenes: Mapped[list[Scene]] = relationship(back_populates="rig")
@@ -179,7 +179,7 @@ class Rig(Base):
         return filters
 
 
-class Camera(Base):
+class CameraRecord(Base):
     """One camera of a rig, on side ``role`` (B: reflection/long exposure/ND; S: transmission/short).
 
     ``driver`` names the acquisition backend, e.g. ``harvesters`` or ``simulated``.
@@ -197,7 +197,7 @@ class Camera(Base):
     driver: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    rig: Mapped[Rig] = relationship(back_populates="cameras")
+    rig: Mapped[RigRecord] = relationship(back_populates="cameras")
     frames: Mapped[list[Frame]] = relationship(back_populates="camera")
 
 
@@ -214,7 +214,7 @@ class Scene(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    rig: Mapped[Rig] = relationship(back_populates="scenes")
+    rig: Mapped[RigRecord] = relationship(back_populates="scenes")
     captures: Mapped[list[Capture]] = relationship(back_populates="scene")
 
 
@@ -243,7 +243,7 @@ class Capture(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    rig: Mapped[Rig] = relationship(back_populates="captures")
+    rig: Mapped[RigRecord] = relationship(back_populates="captures")
     scene: Mapped[Scene | None] = relationship(back_populates="captures")
     frames: Mapped[list[Frame]] = relationship(
         back_populates="capture",
@@ -292,7 +292,7 @@ class Frame(Base):
     exposure_delay_s: Mapped[float | None] = mapped_column(Float)
 
     capture: Mapped[Capture] = relationship(back_populates="frames")
-    camera: Mapped[Camera] = relationship(back_populates="frames")
+    camera: Mapped[CameraRecord] = relationship(back_populates="frames")
 
     @validates("sha256")
     def _check_sha256(self, key: str, value: str) -> str:
@@ -334,7 +334,7 @@ class CaptureRun(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    rig: Mapped[Rig] = relationship()
+    rig: Mapped[RigRecord] = relationship()
     scene: Mapped[Scene | None] = relationship()
 
 
@@ -378,7 +378,7 @@ class Calibration(Base):
     residual_rms_max: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    camera: Mapped[Camera] = relationship()
+    camera: Mapped[CameraRecord] = relationship()
     lightbox_frame: Mapped[Frame] = relationship()
 
 

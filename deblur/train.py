@@ -35,341 +35,58 @@ subsequent losses on CPU (on CUDA up to the non-determinism of cuDNN kernels unl
 from __future__ import annotations
 
 import csv
-import dataclasses
+import io
 import json
 import math
 import os
 import random
 import shutil
 import time
-import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 from torch import nn
 
-from core.filestore import write_png
-from deblur.archs import MODEL_NAMES, build_model, model_output
+from core.filestore import atomic_write_text
+from deblur.archs import build_model, model_output
+from deblur.config import (
+    ConfigError,
+    RunExistsError,
+    TrainConfig,
+    load_config,
+)
 from deblur.data import (
     PatchDataset,
     StepBatchSampler,
-    dataset_sources,
     make_loader,
-    to_float01,
     training_datasets,
 )
 from deblur.infer import (
-    CHECKPOINT_FORMAT,
     InferenceError,
-    atomic_torch_save,
-    deblur_image,
     resolve_device,
 )
-from deblur.losses import LBAGLoss, LBAGLossConfig
-from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, mask_iou
+from deblur.losses import LBAGLoss
+from deblur.metrics import METRIC_KEYS
 from deblur.precision import BF16_CPU_FLAGS, cpu_bf16_flag
+from deblur.train_state import find_checkpoints, load_latest, save_checkpoint, set_rng_state
+from deblur.validation import gain_line, input_floor, validate
 
 __all__ = [
-    "ConfigError",
-    "DataConfig",
-    "RunExistsError",
-    "TrainConfig",
     "TrainingError",
     "find_checkpoints",
     "gain_line",
     "input_floor",
-    "load_config",
     "train",
     "training_step",
     "validate",
 ]
 
 
-class ConfigError(ValueError):
-    """A training configuration is invalid; the message names the key."""
-
-
-class RunExistsError(ConfigError):
-    """``out_dir`` already holds checkpoints and ``resume`` was not asked for."""
-
-
 class TrainingError(RuntimeError):
     """Training cannot continue (e.g. the loss became non-finite)."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
-    """Where training and validation images come from.
-
-    ``source: reloblur``: ``root`` holds the ReLoBlur layout (``dataset/<split>/...``,
-    ``masks/<split>/...``); training on ``train_split``, validation on the first
-    ``val_images`` samples of ``val_split``; ``on_bad`` as :class:`deblur.data.ReLoBlurDataset`.
-
-    ``source: twin``: :class:`hardware_sim.training_data.TwinPairDataset` pairs at ``width``×``height`` from
-    ``presets`` × ``seeds`` × ``pairs_per_scene`` (optional ``noise_sigma`` on the blurred
-    input); validation on ``val_presets`` × ``val_seeds`` × ``val_pairs`` (keep them disjoint
-    from the training presets for a scene-disjoint validation). ``cache_pairs`` > 0 keeps that
-    many rendered training pairs per data-loader worker (``28·width·height`` bytes each) instead
-    of re-rendering a pair for every patch; 0 (the default) renders every time. The preset
-    ``random`` is a different random scene per seed, without the assets in ``exclude_assets``
-    (:func:`hardware_sim.scene_sampler.random_scene`). ``sharp_timing``: the twin's sharp frame at
-    the ``centre`` of the blurred one's exposure (default) or at its ``start`` (the paper's timing).
-    """
-
-    source: str = "reloblur"
-    root: Path | None = None
-    train_split: str = "train"
-    val_split: str = "test"
-    on_bad: Literal["error", "skip"] = "error"
-    presets: list[str] = Field(default_factory=lambda: ["ball", "car"])
-    width: int = Field(512, ge=16, le=16384)
-    height: int = Field(342, ge=16, le=16384)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3])
-    pairs_per_scene: int = Field(8, ge=1)
-    noise_sigma: float = Field(0.0, ge=0.0, le=1.0)
-    cache_pairs: int = Field(0, ge=0)
-    exclude_assets: list[str] = Field(default_factory=list)
-    val_presets: list[str] = Field(default_factory=lambda: ["pedestrian"])
-    val_seeds: list[int] = Field(default_factory=lambda: [0])
-    val_pairs: int = Field(2, ge=1)
-    sharp_timing: Literal["centre", "start"] = "centre"
-
-    @field_validator("source")
-    @classmethod
-    def _installed(cls, v: str) -> str:
-        if v not in dataset_sources():
-            raise ValueError(f"unknown data source {v!r}; installed: {', '.join(dataset_sources()) or 'none'}")
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> DataConfig:
-        if self.source == "reloblur" and self.root is None:
-            raise ValueError("data.root is required when data.source is 'reloblur'")
-        if self.source == "twin" and not self.presets:
-            raise ValueError("data.presets must name at least one preset when data.source is 'twin'")
-        return self
-
-
-_LOSS_FIELDS = {f.name for f in dataclasses.fields(LBAGLossConfig)}
-
-
-class TrainConfig(_Strict):
-    """One training experiment; see ``configs/lbag.yaml`` for the released values.
-
-    Unknown keys are refused (:class:`ConfigError` naming the key). ``loss`` holds
-    :class:`deblur.losses.LBAGLossConfig` fields. ``p_blur``: BAPC probability (0.5 released;
-    0 = "without BAPC", uniform crops). ``device``: ``auto`` | ``cpu`` | ``cuda[:i]``. ``amp``
-    (``bf16``) and ``channels_last`` apply on CUDA only. ``cpu_amp``: bf16 autocast of the
-    forward pass on CPU: ``none`` (default), ``bf16`` (the CPU must have native bf16, see
-    :func:`deblur.precision.cpu_bf16_flag`, else :class:`ConfigError`) or ``auto`` (bf16 where
-    native, fp32 elsewhere); validation stays fp32 on CPU. ``val_every`` / ``checkpoint_every``:
-    0 = never (a checkpoint is always written at the last step). Relative paths (``out_dir``,
-    ``data.root``) are relative to the current directory.
-    """
-
-    name: str = "lbag"
-    model: str = "lbag"
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    loss: dict[str, Any] = Field(default_factory=dict)
-    data: DataConfig
-    patch_size: int = Field(256, ge=16)
-    p_blur: float = Field(0.5, ge=0.0, le=1.0)
-    flips: bool = True
-    batch_size: int = Field(12, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    lr_halving_steps: int = Field(100_000, ge=1)
-    lr_schedule: Literal["step", "cosine"] = "step"
-    warmup_steps: int = Field(0, ge=0)
-    lr_final_ratio: float = Field(0.01, ge=0.0, le=1.0)
-    total_steps: int = Field(300_000, ge=1)
-    grad_clip_norm: float | None = Field(None, gt=0)
-    val_every: int = Field(10_000, ge=0)
-    val_images: int = Field(4, ge=0)
-    val_tile: int | None = Field(None, ge=16)
-    val_psnra: bool = False
-    checkpoint_every: int = Field(5_000, ge=0)
-    keep_checkpoints: int = Field(3, ge=1)
-    log_every: int = Field(100, ge=1)
-    out_dir: Path = Path("runs/lbag")
-    seed: int = 0
-    device: str = "auto"
-    amp: Literal["bf16", "none"] = "bf16"
-    cpu_amp: Literal["none", "bf16", "auto"] = "none"
-    channels_last: bool = True
-    num_workers: int = Field(8, ge=0)
-    deterministic: bool = False
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        key = v.strip().lower().replace("-", "_")
-        if key not in MODEL_NAMES:
-            raise ValueError(f"unknown model {v!r}; known: {', '.join(MODEL_NAMES)}")
-        return key
-
-    @field_validator("loss", mode="before")
-    @classmethod
-    def _loss_fields(cls, v: Any) -> dict[str, Any]:
-        if v is None:
-            return {}
-        if not isinstance(v, dict):
-            raise ValueError(f"must be a mapping of LBAGLossConfig fields, got {type(v).__name__}")
-        unknown = sorted(set(v) - _LOSS_FIELDS)
-        if unknown:
-            raise ValueError(
-                f"unknown loss key(s) {', '.join(unknown)}; known: {', '.join(sorted(_LOSS_FIELDS))}"
-            )
-        cfg = TypeAdapter(LBAGLossConfig).validate_python(v)
-        return {k: v[k] if k != "shifts" else list(cfg.shifts) for k in v}
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if v != "auto":
-            try:
-                torch.device(v)
-            except (RuntimeError, ValueError):
-                raise ValueError(f"device must be auto, cpu or cuda[:i], got {v!r}") from None
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
-        loss = self.loss_config()
-        if self.patch_size % 4:
-            raise ValueError(f"patch_size must be a multiple of 4, got {self.patch_size}")
-        smallest = self.patch_size // 4 if loss.multiscale else self.patch_size
-        if loss.lambda_ssim > 0 and smallest < 11:
-            raise ValueError(
-                f"patch_size {self.patch_size} is too small for the SSIM loss (every scale needs ≥ 11 px)"
-            )
-        if self.val_tile is not None and self.val_tile % 4:
-            raise ValueError(f"val_tile must be a multiple of 4, got {self.val_tile}")
-        return self
-
-    def loss_config(self) -> LBAGLossConfig:
-        kw = dict(self.loss)
-        if "shifts" in kw:
-            kw["shifts"] = tuple(kw["shifts"])
-        return LBAGLossConfig(**kw)
-
-
-def _format_validation_error(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"unknown key {loc!r}")
-        elif e["type"] == "missing":
-            lines.append(f"missing key {loc!r}")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{loc}: {msg}")
-    return "invalid training config: " + "; ".join(lines)
-
-
-def parse_config(data: Any, source: str = "config") -> TrainConfig:
-    """Validate a config mapping → :class:`TrainConfig` (or :class:`ConfigError`)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a training config must be a mapping, got {type(data).__name__}")
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(f"{source}: {_format_validation_error(err)}") from None
-
-
-def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML experiment file (top-level ``overrides`` replace its keys)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if isinstance(data, dict) and overrides:
-        data = {**data, **overrides}
-    return parse_config(data, str(path))
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state(
-        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def find_checkpoints(out_dir: Path | str) -> list[Path]:
-    """Checkpoint files ``out_dir/checkpoints/step_*.pt``, oldest first."""
-    folder = Path(out_dir) / "checkpoints"
-    return sorted(folder.glob("step_*.pt"))
-
-
-def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, cfg: TrainConfig) -> Path:
-    obj = {
-        "format": CHECKPOINT_FORMAT,
-        "version": 1,
-        "model_name": cfg.model,
-        "model_kwargs": dict(cfg.model_kwargs),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-        "rng": _rng_state(),
-        "config": cfg.model_dump(mode="json"),
-    }
-    return atomic_torch_save(obj, path)
-
-
-def _load_latest(out_dir: Path) -> tuple[dict[str, Any], Path] | None:
-    for path in reversed(find_checkpoints(out_dir)):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(obj, dict) or not {"model", "optimizer", "scheduler", "step", "rng"} <= set(obj):
-                raise ValueError("not a training checkpoint (model/optimizer/scheduler/step/rng)")
-        except Exception as exc:  # a corrupt newest checkpoint: fall back to the one before
-            warnings.warn(f"ignoring unreadable checkpoint {path}: {exc}", stacklevel=3)
-            continue
-        return obj, path
-    return None
 
 
 # ------------------------------------------------------------------------------------ steps
@@ -445,61 +162,6 @@ def _datasets(cfg: TrainConfig):
 
 
 
-def validate(
-    model: nn.Module,
-    dataset,
-    n_images: int,
-    device: torch.device,
-    out_dir: Path | None = None,
-    dtype: str = "fp32",
-    tile: int | None = None,
-    aligned: bool = False,
-) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
-    """Full-image validation on the first ``n_images`` samples of ``dataset`` → (mean metrics,
-    per-image rows). With ``out_dir``, writes ``<id>_deblurred.png`` and, for gated models,
-    ``<id>_mask.png`` (the predicted mask, ``round(255·gate)``) there (``/`` in ids → ``_``)."""
-    rows: list[dict[str, Any]] = []
-    for i in range(min(n_images, len(dataset))):
-        blur, sharp, mask, sid = dataset.load_arrays(i)
-        pred, gate = deblur_image(model, blur, device, dtype=dtype, tile=tile)
-        metrics = evaluate_pair(pred, to_float01(sharp), mask, aligned=aligned)
-        if gate is not None:
-            metrics["maskIoU"] = mask_iou(gate, mask)
-        rows.append({"name": sid, **metrics})
-        if out_dir is not None:
-            stem = sid.replace("/", "_")
-            write_png(out_dir / f"{stem}_deblurred.png", pred)
-            if gate is not None:
-                write_png(out_dir / f"{stem}_mask.png", gate)
-    return average_metrics(rows), rows
-
-
-def input_floor(dataset, n_images: int, aligned: bool = False) -> dict[str, float | None]:
-    """Mean metrics of the blurred inputs themselves on the first ``n_images`` samples of
-    ``dataset``: the floor a deblurring model must rise above (a model that outputs its input
-    scores exactly this)."""
-    rows = []
-    for i in range(min(n_images, len(dataset))):
-        blur, sharp, mask, _ = dataset.load_arrays(i)
-        rows.append(evaluate_pair(to_float01(blur), to_float01(sharp), mask, aligned=aligned))
-    return average_metrics(rows)
-
-
-def gain_line(step: int, mean: dict[str, float | None], floor: dict[str, float | None]) -> str:
-    """One line of held-out progress: each table metric against the blurred input's, in dB
-    (PSNR-type) or in absolute units (SSIM-type), e.g. ``PSNRw 19.02 (input 17.94, +1.08)``."""
-    parts = []
-    for key in METRIC_KEYS:
-        value, base = mean.get(key), floor.get(key)
-        if value is None or base is None:
-            continue
-        fmt = ".2f" if key.startswith("PSNR") else ".4f"
-        parts.append(f"{key} {value:{fmt}} (input {base:{fmt}}, {value - base:+{fmt}})")
-    if mean.get("maskIoU") is not None:
-        parts.append(f"mask IoU {mean['maskIoU']:.3f}")
-    return f"step {step} held-out: " + ", ".join(parts)
-
-
 def _prepare_csv(path: Path, start_step: int) -> None:
     """Drop rows logged after ``start_step`` (a run that died after its last checkpoint)."""
     if not path.exists():
@@ -511,13 +173,15 @@ def _prepare_csv(path: Path, start_step: int) -> None:
     header, body = rows[0], rows[1:]
     kept = [r for r in body if r and int(r[0]) <= start_step]
     if len(kept) != len(body):
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(kept)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(header)
+        w.writerows(kept)
+        atomic_write_text(path, buf.getvalue())
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    """Append one row to a log (a log grows by whole lines: appended in place, not replaced)."""
     new = not path.exists() or path.stat().st_size == 0
     with path.open("a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(row))
@@ -607,7 +271,7 @@ def train(
     start_step = 0
     rng_state = None
     if resume:
-        found = _load_latest(out_dir)
+        found = load_latest(out_dir)
         if found is not None:
             ckpt, path = found
             saved = ckpt.get("config") or {}
@@ -622,7 +286,7 @@ def train(
             scheduler.load_state_dict(ckpt["scheduler"])
             start_step = int(ckpt["step"])
             rng_state = ckpt["rng"]
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
     end_step = cfg.total_steps if stop_at_step is None else min(cfg.total_steps, stop_at_step)
     train_ds, val_ds = _datasets(cfg)
@@ -636,7 +300,7 @@ def train(
     _prepare_csv(val_csv, start_step)
     writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step)
     if rng_state is not None:
-        _set_rng_state(rng_state)
+        set_rng_state(rng_state)
 
     step = start_step
     losses: list[float] = []
@@ -674,7 +338,7 @@ def train(
                     writer.add_scalar("train/it_per_s", its, step)
                     bar.set_postfix(loss=f"{total:.4f}", lr=f"{lr:.2e}")
                 if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == end_step:
-                    last_ckpt = _save_checkpoint(
+                    last_ckpt = save_checkpoint(
                         ckpt_dir / f"step_{step:07d}.pt", model, optimizer, scheduler, step, cfg
                     )
                     for old in find_checkpoints(out_dir)[: -cfg.keep_checkpoints]:
@@ -694,9 +358,9 @@ def train(
                     if mean.get("PSNRw") is not None and floor.get("PSNRw") is not None:
                         bar.set_postfix(loss=f"{total:.4f}", lr=f"{lr:.2e}",
                                         dPSNRw=f"{mean['PSNRw'] - floor['PSNRw']:+.2f}")
-                    (out_dir / "val" / f"step_{step:07d}" / "metrics.json").write_text(
-                        json.dumps({"step": step, "mean": mean, "input": floor, "images": rows},
-                                   indent=2)
+                    atomic_write_text(
+                        out_dir / "val" / f"step_{step:07d}" / "metrics.json",
+                        json.dumps({"step": step, "mean": mean, "input": floor, "images": rows}, indent=2),
                     )
                     for k in METRIC_KEYS:
                         if mean.get(k) is not None:

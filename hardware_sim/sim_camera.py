@@ -18,12 +18,9 @@ Pulses are ignored (as a real camera would) while the camera is stopped, with Tr
 with TriggerSource Software, or with inverted polarity (Line0 triggers on a RisingEdge of an
 active-high pulse only).
 
-Features (GenICam SFNC names and units): ExposureTime (µs, 20..10 000 000), ExposureMode
-(Timed | TriggerWidth), Gain (dB, 0..24), TriggerSelector (FrameStart), TriggerMode (Off | On),
-TriggerSource (Line0 | Software), TriggerActivation (RisingEdge), AcquisitionMode (Continuous),
-PixelFormat (one entry: BayerRG<bits> unless another CFA is given), and read-only Width, Height (the sensor), DeviceSerialNumber,
-DeviceModelName, DeviceVendorName. Locked while acquiring: Width, Height, PixelFormat,
-TriggerMode, TriggerSource, ExposureMode; ExposureTime and Gain stay writable.
+Features: GenICam SFNC names and units (ExposureTime in µs, Gain in dB); their specs, defaults
+and value checks are :mod:`hardware_sim.sim_camera_features`'s. What a renderer must return and
+how a frame is made from it is :mod:`hardware_sim.sim_camera_frames`'s.
 
 Fault injection: ``drop_next(n)`` (the next n triggers give no frame, like lost packets) and
 ``delay_next(seconds)`` (the next frame arrives that much later).
@@ -31,80 +28,61 @@ Fault injection: ``drop_next(n)`` (the next n triggers give no frame, like lost 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, replace
-from typing import Protocol
-
-import numpy as np
+from collections.abc import Iterator
+from dataclasses import replace
 
 from acquisition.cameras.base import (
     INTERESTING_FEATURES,
-    LOCKED_WHILE_ACQUIRING,
     NOT_IN_NODE_MAP,
     READ_ONLY,
     Camera,
     CameraError,
     CameraStateError,
     CapturedFrame,
-    ConfigureReport,
-    FeatureValueError,
     FetchTimeoutError,
     check_timeout,
-    ordered_settings,
 )
 from hardware_sim.signals import Pulse, PulseBus
+from hardware_sim.sim_camera_features import (
+    DEFAULT_EXPOSURE_TIME_US,
+    EXPOSURE_TIME_RANGE_US,
+    GAIN_RANGE_DB,
+    PIXEL_FORMAT_PREFIXES,
+    SUPPORTED_BITS,
+    FeatureSpec,
+    coerce,
+    feature_specs,
+    initial_values,
+    pixel_format_for,
+)
+from hardware_sim.sim_camera_frames import (
+    FrameRenderer,
+    RenderFailure,
+    Trigger,
+    drain,
+    render_frame,
+)
+
+__all__ = [
+    "DEFAULT_EXPOSURE_TIME_US",
+    "EXPOSURE_TIME_RANGE_US",
+    "GAIN_RANGE_DB",
+    "PIXEL_FORMAT_PREFIXES",
+    "SUPPORTED_BITS",
+    "WORKER_JOIN_S",
+    "FrameRenderer",
+    "SimulatedCamera",
+]
 
 _log = logging.getLogger(__name__)
 
-EXPOSURE_TIME_RANGE_US = (20.0, 10_000_000.0)
-GAIN_RANGE_DB = (0.0, 24.0)
-DEFAULT_EXPOSURE_TIME_US = 10_000.0
-SUPPORTED_BITS = (8, 10, 12, 16)
-PIXEL_FORMAT_PREFIXES = ("BayerRG", "BayerBG", "BayerGR", "BayerGB", "Mono")
 #: How long ``close()`` waits for the worker thread to finish a render, seconds.
 WORKER_JOIN_S = 5.0
-
-
-class FrameRenderer(Protocol):
-    """Renders what a camera records for one trigger.
-
-    role: the camera's role ("B" or "S"); pulse: the trigger; exposure_s: exposure in seconds;
-    gain_db: gain in dB. Returns the RAW frame, (height, width) uint16 (values above the
-    camera's white level 2**bits - 1 are clipped, as a saturated sensor reads).
-    """
-
-    def __call__(
-        self, *, role: str, pulse: Pulse, exposure_s: float, gain_db: float
-    ) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class _FeatureSpec:
-    kind: str  # "enum", "float", "int", "str"
-    writable: bool
-    locked_while_acquiring: bool = False
-    entries: tuple[str, ...] = ()
-    low: float = 0.0
-    high: float = 0.0
-    unit: str = ""
-
-
-@dataclass(frozen=True)
-class _Trigger:
-    pulse: Pulse
-    frame_id: int
-    exposure_s: float
-    gain_db: float
-    late_s: float
-    generation: int
-
-
-@dataclass(frozen=True)
-class _RenderFailure:
-    message: str
 
 
 class SimulatedCamera(Camera):
@@ -147,52 +125,16 @@ class SimulatedCamera(Camera):
         self._serial = serial
         self._model = model
         self._vendor = vendor
-        pixel_format = pixel_format or f"BayerRG{bits}"
-        allowed = [f"{prefix}{bits}" for prefix in PIXEL_FORMAT_PREFIXES]
-        if pixel_format not in allowed:
-            raise ValueError(
-                f"pixel_format for {bits} bits must be one of {allowed}, got {pixel_format!r}"
-            )
-        self._specs: dict[str, _FeatureSpec] = {
-            "DeviceVendorName": _FeatureSpec("str", writable=False),
-            "DeviceModelName": _FeatureSpec("str", writable=False),
-            "DeviceSerialNumber": _FeatureSpec("str", writable=False),
-            "Width": _FeatureSpec("int", writable=False, locked_while_acquiring=True),
-            "Height": _FeatureSpec("int", writable=False, locked_while_acquiring=True),
-            "PixelFormat": _FeatureSpec("enum", True, True, entries=(pixel_format,)),
-            "AcquisitionMode": _FeatureSpec("enum", True, entries=("Continuous",)),
-            "ExposureMode": _FeatureSpec("enum", True, True, entries=("Timed", "TriggerWidth")),
-            "ExposureTime": _FeatureSpec(
-                "float",
-                True,
-                low=EXPOSURE_TIME_RANGE_US[0],
-                high=EXPOSURE_TIME_RANGE_US[1],
-                unit="us",
-            ),
-            "Gain": _FeatureSpec(
-                "float", True, low=GAIN_RANGE_DB[0], high=GAIN_RANGE_DB[1], unit="dB"
-            ),
-            "TriggerSelector": _FeatureSpec("enum", True, entries=("FrameStart",)),
-            "TriggerMode": _FeatureSpec("enum", True, True, entries=("Off", "On")),
-            "TriggerSource": _FeatureSpec("enum", True, True, entries=("Line0", "Software")),
-            "TriggerActivation": _FeatureSpec("enum", True, entries=("RisingEdge",)),
-        }
-        self._values: dict[str, object] = {
-            "DeviceVendorName": vendor,
-            "DeviceModelName": model,
-            "DeviceSerialNumber": serial,
-            "Width": self.width,
-            "Height": self.height,
-            "PixelFormat": pixel_format,
-            "AcquisitionMode": "Continuous",
-            "ExposureMode": "Timed",
-            "ExposureTime": DEFAULT_EXPOSURE_TIME_US,
-            "Gain": 0.0,
-            "TriggerSelector": "FrameStart",
-            "TriggerMode": "Off",
-            "TriggerSource": "Line0",
-            "TriggerActivation": "RisingEdge",
-        }
+        pixel_format = pixel_format_for(bits, pixel_format)
+        self._specs: dict[str, FeatureSpec] = feature_specs(pixel_format)
+        self._values: dict[str, object] = initial_values(
+            vendor=vendor,
+            model=model,
+            serial=serial,
+            width=self.width,
+            height=self.height,
+            pixel_format=pixel_format,
+        )
         self._lock = threading.Lock()
         self._open = False
         self._acquiring = False
@@ -200,8 +142,8 @@ class SimulatedCamera(Camera):
         self._frame_counter = 0
         self._drop_pending = 0
         self._late_pending_s = 0.0
-        self._work: queue.Queue[_Trigger | None] = queue.Queue()
-        self._out: queue.Queue[CapturedFrame | _RenderFailure] = queue.Queue()
+        self._work: queue.Queue[Trigger | None] = queue.Queue()
+        self._out: queue.Queue[CapturedFrame | RenderFailure] = queue.Queue()
         self._closing = threading.Event()
         self._worker: threading.Thread | None = None
         #: Pulses that exposed a frame / were ignored / whose frame was dropped (drop_next).
@@ -284,46 +226,32 @@ class SimulatedCamera(Camera):
                 name: self._values[name] for name in INTERESTING_FEATURES if name in self._values
             }
 
-    def configure(self, settings: dict[str, object]) -> ConfigureReport:
-        """Set features by SFNC name (ExposureTime in µs, Gain in dB); see ``Camera``.
+    # configure() hooks (the loop is Camera.configure): the feature specs answer every question.
 
-        Unknown names and read-only features are reported in ``not_applied``; while acquiring,
-        a locked feature raises CameraStateError before anything is set; a value outside the
-        feature's range or entries raises FeatureValueError naming them.
-        """
-        steps = ordered_settings(settings)
-        report = ConfigureReport()
+    def _label(self) -> str:
+        return self._serial
+
+    @contextlib.contextmanager
+    def _configure_session(self) -> Iterator[None]:
         with self._lock:
             self._require_open()
-            if self._acquiring:
-                locked = [
-                    name
-                    for name, _ in steps
-                    if name in self._specs and self._specs[name].locked_while_acquiring
-                ]
-                if locked:
-                    raise CameraStateError(
-                        f"camera {self._serial}: {', '.join(locked)} {LOCKED_WHILE_ACQUIRING}; "
-                        "stop() before changing them"
-                    )
-            for name, value in steps:
-                spec = self._specs.get(name)
-                if spec is None:
-                    report.not_applied[name] = NOT_IN_NODE_MAP
-                    continue
-                if not spec.writable:
-                    report.not_applied[name] = READ_ONLY
-                    continue
-                try:
-                    coerced = _coerce(name, spec, value)
-                except FeatureValueError as exc:
-                    done = ", ".join(report.applied) or "nothing"
-                    raise FeatureValueError(
-                        f"camera {self._serial}: {exc} (already applied: {done})"
-                    ) from None
-                self._values[name] = coerced
-                report.applied[name] = coerced
-        return report
+            yield
+
+    def _locked_while_acquiring(self, name: str) -> bool:
+        return name in self._specs and self._specs[name].locked_while_acquiring
+
+    def _why_not_writable(self, name: str) -> str | None:
+        spec = self._specs.get(name)
+        if spec is None:
+            return NOT_IN_NODE_MAP
+        return None if spec.writable else READ_ONLY
+
+    def _coerce_feature(self, name: str, value: object) -> object:
+        return coerce(name, self._specs[name], value)
+
+    def _write_feature(self, name: str, value: object) -> object:
+        self._values[name] = value
+        return value
 
     # acquisition --------------------------------------------------------------------------
 
@@ -340,8 +268,8 @@ class SimulatedCamera(Camera):
                 return
             self._acquiring = False
             self._generation += 1
-            _drain(self._work)
-            _drain(self._out)
+            drain(self._work)
+            drain(self._out)
 
     @property
     def is_acquiring(self) -> bool:
@@ -363,7 +291,7 @@ class SimulatedCamera(Camera):
             item = out.get(timeout=timeout_s)
         except queue.Empty:
             raise FetchTimeoutError(self._serial, timeout_s) from None
-        if isinstance(item, _RenderFailure):
+        if isinstance(item, RenderFailure):
             raise CameraError(item.message)
         return replace(item, received_ns=time.monotonic_ns())
 
@@ -371,7 +299,7 @@ class SimulatedCamera(Camera):
         """Drop the frames waiting to be fetched and the triggers not yet rendered; how many."""
         with self._lock:
             self._generation += 1
-            return _drain(self._work) + _drain(self._out)
+            return drain(self._work) + drain(self._out)
 
     # fault injection ----------------------------------------------------------------------
 
@@ -418,7 +346,7 @@ class SimulatedCamera(Camera):
             late_s = self._late_pending_s
             self._late_pending_s = 0.0
             self._work.put(
-                _Trigger(
+                Trigger(
                     pulse,
                     frame_id,
                     exposure_s,
@@ -428,7 +356,7 @@ class SimulatedCamera(Camera):
                 )
             )
 
-    def _work_loop(self, work: queue.Queue[_Trigger | None], closing: threading.Event) -> None:
+    def _work_loop(self, work: queue.Queue[Trigger | None], closing: threading.Event) -> None:
         """Render worker: one frame per queued trigger, until the None sentinel."""
         while True:
             trigger = work.get()
@@ -443,71 +371,18 @@ class SimulatedCamera(Camera):
                 if trigger.generation == self._generation:
                     self._out.put(result)
 
-    def _render(self, trigger: _Trigger) -> CapturedFrame | _RenderFailure:
+    def _render(self, trigger: Trigger) -> CapturedFrame | RenderFailure:
         """The frame for ``trigger``, or the failure to report on fetch (never raises)."""
-        pulse = trigger.pulse
-        try:
-            raw = self.renderer(
-                role=self.role, pulse=pulse, exposure_s=trigger.exposure_s, gain_db=trigger.gain_db
-            )
-            data = np.asarray(raw)
-            if data.shape != (self.height, self.width):
-                raise ValueError(
-                    f"renderer returned shape {data.shape}, expected {(self.height, self.width)}"
-                )
-            if data.dtype.kind not in "ui":
-                raise ValueError(
-                    f"renderer returned {data.dtype}, expected an integer array (uint16)"
-                )
-            data = np.clip(data, 0, 2**self.bits - 1).astype(np.uint16)
-        except Exception as exc:  # a renderer bug must not kill the worker
-            message = (
-                f"camera {self._serial}: rendering the frame of trigger fire_count={pulse.fire_count} "
-                f"failed: {type(exc).__name__}: {exc}"
-            )
-            _log.exception("%s", message)
-            self.last_error = message
-            return _RenderFailure(message)
-        return CapturedFrame(
-            data=data,
-            pixel_format=str(self._values["PixelFormat"]),
+        result = render_frame(
+            self.renderer,
+            trigger,
+            role=self.role,
             width=self.width,
             height=self.height,
-            frame_id=trigger.frame_id,
-            timestamp_ns=pulse.time_ns + round(pulse.delay_s * 1e9),
-            exposure_s=trigger.exposure_s,
-            gain_db=trigger.gain_db,
-            received_ns=0,
+            bits=self.bits,
+            pixel_format=str(self._values["PixelFormat"]),
+            label=self._serial,
         )
-
-
-def _coerce(name: str, spec: _FeatureSpec, value: object) -> object:
-    """``value`` as the feature takes it; FeatureValueError naming the entries or the range."""
-    if spec.kind == "enum":
-        if not isinstance(value, str) or value not in spec.entries:
-            raise FeatureValueError(
-                f"{name} must be one of {', '.join(spec.entries)}; got {value!r}"
-            )
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise FeatureValueError(f"{name} takes a number in {spec.unit}; got {value!r}")
-    number = float(value)
-    if not spec.low <= number <= spec.high:
-        raise FeatureValueError(
-            f"{name}={number:g} {spec.unit} outside [{spec.low:g}, {spec.high:g}] {spec.unit}"
-        )
-    return number
-
-
-def _drain(q: queue.Queue) -> int:
-    """Empty ``q`` without blocking; how many items (not counting a None sentinel) it held."""
-    count = 0
-    while True:
-        try:
-            item = q.get_nowait()
-        except queue.Empty:
-            return count
-        if item is None:
-            q.put(None)  # keep the worker's stop sentinel
-            return count
-        count += 1
+        if isinstance(result, RenderFailure):
+            self.last_error = result.message
+        return result

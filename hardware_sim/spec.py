@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from core import optics
+from core.config import StrictModel, read_yaml, validate_model
 from hardware_sim.assets import BACKGROUND_NAMES, CUTOUT_NAMES
 
 
@@ -30,7 +31,7 @@ class UnknownPresetError(SceneSpecError):
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class _Strict(BaseModel):
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -262,15 +263,6 @@ class SceneSpec(_Strict):
         return exposure_s * (speed_mps or self.fastest_speed_mps) * self.optics.pixels_per_metre
 
 
-def _format_validation_error(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "scene"
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{field}: {msg}")
-    return "invalid scene: " + "; ".join(lines)
-
-
 def check_physics(spec: SceneSpec) -> None:
     """Checks that need several fields at once; raises SceneSpecError naming the field."""
     lo, hi = spec.sensor.exposure_range_s
@@ -308,23 +300,14 @@ def parse_scene(data: dict) -> SceneSpec:
     """Validate a scene dictionary (e.g. loaded YAML) fully; raise SceneSpecError otherwise."""
     if not isinstance(data, dict):
         raise SceneSpecError(f"a scene must be a mapping of fields, got {type(data).__name__}")
-    try:
-        spec = SceneSpec.model_validate(data)
-    except ValidationError as err:
-        raise SceneSpecError(_format_validation_error(err)) from None
+    spec = validate_model(SceneSpec, data, SceneSpecError, "invalid scene", root="scene")
     check_physics(spec)
     return spec
 
 
 def load_scene_file(path: Path) -> SceneSpec:
     """Read and validate a scene YAML file."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise SceneSpecError(f"scene file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise SceneSpecError(f"scene file {path} is not valid YAML: {exc}") from None
-    return parse_scene(data)
+    return parse_scene(read_yaml(path, SceneSpecError, "scene"))
 
 
 def preset_names() -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
-from core import srgb
+from core import layouts, srgb
 from core.filestore import write_mask_png, write_png
 from core.samples import pair_sample
 from hardware_sim.scene_sampler import RANDOM_PRESET, random_scene
@@ -246,11 +246,10 @@ def export_twin_dataset(
                                  exclude_assets=exclude_assets, sharp_timing=sharp_timing)
             for i in range(len(ds)):
                 blur, sharp, mask, sid = ds.load_arrays(i)
-                scene, seq, idx = sid.split("/")
-                folder = out_root / "dataset" / split / scene / seq
-                write_png(folder / f"{idx}_blur.png", srgb.to_uint8(blur))
-                write_png(folder / f"{idx}_sharp.png", srgb.to_uint8(sharp))
-                write_mask_png(out_root / "masks" / split / scene / seq / f"{idx}.png", np.asarray(mask, bool))
+                where = (out_root, split, *sid.split("/"))
+                write_png(layouts.blur_path(*where), srgb.to_uint8(blur))
+                write_png(layouts.sharp_path(*where), srgb.to_uint8(sharp))
+                write_mask_png(layouts.mask_path(*where), np.asarray(mask, bool))
                 summary[split].append(sid)
                 bar.update()
     return summary

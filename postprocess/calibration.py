@@ -44,6 +44,7 @@ import numpy as np
 
 from core import polynomial
 from core.dng import cfa_index_map
+from core.errors import UserError
 
 __all__ = [
     "CalibrationError",
@@ -68,7 +69,7 @@ MIN_LEVEL = 0.05
 """Smallest mean signal (fraction of white − black) of every channel in the central patch."""
 
 
-class CalibrationError(ValueError):
+class CalibrationError(UserError, ValueError):
     """Base class of the errors raised by :mod:`postprocess.calibration`."""
 
 

@@ -1,6 +1,7 @@
 """Export processed scenes in ReLoBlur's own dataset layout, with scene-disjoint splits.
 
-Layout under ``out`` (what :class:`deblur.data.ReLoBlurDataset` reads)::
+Layout under ``out`` (:mod:`core.layouts`'s ReLoBlur layout, what
+:class:`deblur.data.ReLoBlurDataset` reads)::
 
     dataset/{train,test}/<scene>/00/<idx>_blur.png     8-bit sRGB, the aligned blurred image
     dataset/{train,test}/<scene>/00/<idx>_sharp.png    8-bit sRGB, the sharp image
@@ -47,18 +48,26 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from core import layouts
 from core.db import session_factory
+from core.errors import UserError
 from core.filestore import read_png, sha256_file, write_png
 from core.models import Product, Scene
 from postprocess.params import PIPELINE_VERSION, PipelineParams
 from postprocess.pipeline import latest_complete_run
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """The export cannot be made as asked; the message says why and what to do."""
 
 
-EXPORT_ENTRIES = frozenset({"dataset", "masks", "preview", "export.json"})
+SEQUENCE = "00"
+"""Each exported scene is one sequence of the layout: ``<scene>/00/<idx>``."""
+
+PREVIEW_DIR = "preview"
+"""The quick looks: ``preview/<split>/<scene>/00/<idx>.png`` (not part of ReLoBlur's layout)."""
+
+EXPORT_ENTRIES = frozenset({layouts.DATASET_DIR, layouts.MASKS_DIR, PREVIEW_DIR, "export.json"})
 """What an export writes at its top level: a previous export holds nothing else."""
 
 DATA_DIR_ENTRIES = ("raw", "processed", "uploads", "checkpoints", "runs", "locks", "deblur", ".scratch",
@@ -268,16 +277,14 @@ def export_dataset(
         staging.mkdir(parents=True)
         for name, split, files in plan:
             for idx, blur, sharp, mask in files:
-                targets = {
-                    f"dataset/{split}/{name}/00/{idx}_blur.png": blur,
-                    f"dataset/{split}/{name}/00/{idx}_sharp.png": sharp,
-                    f"masks/{split}/{name}/00/{idx}.png": mask,
-                }
+                rels = layouts.dataset_relpaths(split, name, SEQUENCE, idx)
+                targets = {rels["blur"]: blur, rels["sharp"]: sharp, rels["mask"]: mask}
                 for rel, src in targets.items():
                     _place(src, staging / rel, link)
                     manifest["files"][rel] = sha256_file(staging / rel)
                 if previews:
-                    write_png(staging / f"preview/{split}/{name}/00/{idx}.png", _preview(blur, sharp, mask))
+                    write_png(staging / PREVIEW_DIR / split / name / SEQUENCE / f"{idx}.png",
+                              _preview(blur, sharp, mask))
                 if on_pair:
                     on_pair(f"{name}/{idx}")
             manifest["splits"][split].append(name)

@@ -29,10 +29,14 @@ Default parameters were chosen by a sweep on the digital twin, see ``DEFAULT_SWE
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
+from pydantic import ConfigDict, Field, field_validator
+
+from core.config import StrictModel
+from core.errors import UserError
 
 DEFAULT_SWEEP_NOTE = """\
 Sweep on the digital twin (presets pedestrian, car, ball at 538x360, 8 pairs per scene, every
@@ -60,12 +64,11 @@ With these defaults, seeds 0-2, 8 pairs, noise sigma 0 / 0.0075 / 0.01: mean IoU
 0.961-0.977, car 0.914-0.943, ball 0.956-0.972."""
 
 
-class MaskInputError(ValueError):
+class MaskInputError(UserError, ValueError):
     """Bad input to the mask functions: too few images, mismatched sizes or dtypes."""
 
 
-@dataclass(frozen=True)
-class MaskParams:
+class MaskParams(StrictModel):
     """MOG2 and post-processing parameters.
 
     history: MOG2 history (frames); with ``learning_rate=None`` OpenCV adapts at 1/min(n, history).
@@ -80,26 +83,24 @@ class MaskParams:
         before MOG2: removes the pixel noise that otherwise passes the variance test as specks.
     """
 
-    history: int = 500
-    var_threshold: float = 12.0
-    detect_shadows: bool = True
-    shadow_policy: str = "foreground"
-    open_size: int = 3
-    close_size: int = 15
-    min_area: int = 50
-    learning_rate: float | None = None
-    median_size: int = 3
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if self.shadow_policy not in ("background", "foreground"):
-            raise ValueError(f"shadow_policy must be 'background' or 'foreground', "
-                             f"got {self.shadow_policy!r}")
-        if self.history < 1 or self.var_threshold <= 0:
-            raise ValueError("history must be >= 1 and var_threshold > 0")
-        if self.open_size < 0 or self.close_size < 0 or self.min_area < 0:
-            raise ValueError("open_size, close_size and min_area must be >= 0")
-        if self.median_size < 0 or (self.median_size > 1 and self.median_size % 2 == 0):
+    history: int = Field(500, ge=1)
+    var_threshold: float = Field(12.0, gt=0)
+    detect_shadows: bool = True
+    shadow_policy: Literal["foreground", "background"] = "foreground"
+    open_size: int = Field(3, ge=0)
+    close_size: int = Field(15, ge=0)
+    min_area: int = Field(50, ge=0)
+    learning_rate: float | None = None
+    median_size: int = Field(3, ge=0)
+
+    @field_validator("median_size")
+    @classmethod
+    def _odd_median(cls, v: int) -> int:
+        if v > 1 and v % 2 == 0:
             raise ValueError("median_size must be 0, 1 or an odd number >= 3")
+        return v
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

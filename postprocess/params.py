@@ -16,9 +16,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from core.config import StrictModel, read_yaml, validate_model
+from core.errors import UserError
 from postprocess.flow import DEFAULT_METHOD as DEFAULT_FLOW_METHOD
 from postprocess.flow import METHODS as FLOW_METHODS
 from postprocess.masks import MaskParams
@@ -27,11 +28,11 @@ from postprocess.warp import METHODS as WARP_METHODS
 PIPELINE_VERSION = "postprocess-1"
 
 
-class PipelineParamsError(ValueError):
+class PipelineParamsError(UserError, ValueError):
     """A pipeline parameter file or value is invalid; the message names the field."""
 
 
-class _Section(BaseModel):
+class _Section(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -78,23 +79,6 @@ class AlignmentParams(_Section):
         return value
 
 
-class MaskSection(_Section):
-    """LBFMG masks: :class:`postprocess.masks.MaskParams` fields (see there)."""
-
-    history: int = 500
-    var_threshold: float = 12.0
-    detect_shadows: bool = True
-    shadow_policy: Literal["foreground", "background"] = "foreground"
-    open_size: int = 3
-    close_size: int = 15
-    min_area: int = 50
-    learning_rate: float | None = None
-    median_size: int = 3
-
-    def to_mask_params(self) -> MaskParams:
-        return MaskParams(**self.model_dump())
-
-
 class PipelineParams(_Section):
     """Every stage's parameters; sections default to the values documented on each class."""
 
@@ -102,7 +86,7 @@ class PipelineParams(_Section):
     photometric: PhotometricParams = PhotometricParams()
     isp: IspParams = IspParams()
     alignment: AlignmentParams = AlignmentParams()
-    masks: MaskSection = MaskSection()
+    masks: MaskParams = MaskParams()
 
     def section(self, name: str) -> dict[str, Any]:
         """One section as plain JSON-safe data."""
@@ -118,18 +102,10 @@ def load_params(path: Path | str | None) -> PipelineParams:
     if path is None:
         return PipelineParams()
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise PipelineParamsError(f"cannot read the pipeline parameters {path}: {exc}") from exc
+    data = read_yaml(path, PipelineParamsError, "pipeline parameters") or {}
     if not isinstance(data, dict):
         raise PipelineParamsError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
-    try:
-        return PipelineParams.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise PipelineParamsError(f"{path}: {where}: {first['msg']}") from exc
+    return validate_model(PipelineParams, data, PipelineParamsError, str(path), root="params")
 
 
 def canonical_json(content: Any) -> str:

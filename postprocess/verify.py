@@ -3,7 +3,7 @@
 The digital twin (:mod:`hardware_sim`) knows what every stage should find: the cameras' colour
 casts, β, the inter-camera flow, the blur masks. :func:`verify_pipeline` simulates a scene
 (:func:`hardware_sim.scene_writer.simulate_scene`), imports it into a fresh SQLite database
-(:func:`postprocess.importer.import_scene`), processes it (:func:`postprocess.pipeline.process_scene`)
+(:func:`acquisition.raw_import.import_scene`), processes it (:func:`postprocess.pipeline.process_scene`)
 and measures, per stage, the error against the truth with the issue's targets:
 
 | stage | measure | target |
@@ -39,7 +39,7 @@ from sqlalchemy import select
 from core import migrate, polynomial
 from core.db import make_engine, session_factory
 from core.filestore import read_mask_png
-from core.models import Calibration, Camera, Capture, CaptureKind, Product, Scene
+from core.models import Calibration, CameraRecord, Capture, CaptureKind, Product, Scene
 from postprocess.flow import end_point_error
 from postprocess.isp import demosaic_menon, normalise_raw, run_isp
 from postprocess.masks import iou
@@ -122,9 +122,9 @@ def verify_pipeline(
     workdir: where the simulated scene, the database and the products go (default a temporary
     folder, removed afterwards). on_step(label): called after each phase (4 in all).
     """
+    from acquisition.raw_import import import_scene
     from hardware_sim.scene_writer import simulate_scene
     from hardware_sim.spec import load_preset, parse_scene, with_sensor_size
-    from postprocess.importer import import_scene
 
     step = on_step or (lambda label: None)
     spec = with_sensor_size(load_preset(preset), width, height)
@@ -227,7 +227,7 @@ def _calibrations(engine, outcome):
     with session_factory(engine)() as session:
         out = {}
         for role, cid in outcome.info["calibrations"].items():
-            row = session.scalar(select(Calibration).join(Camera).where(Calibration.calibration_id == cid,
-                                                                        Camera.role == role).limit(1))
+            row = session.scalar(select(Calibration).join(CameraRecord).where(Calibration.calibration_id == cid,
+                                                                        CameraRecord.role == role).limit(1))
             out[role] = ColourCalibration.from_dict(row.content)
         return out

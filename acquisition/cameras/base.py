@@ -24,6 +24,7 @@ Frames are paired by trigger index by the caller, never by ``CapturedFrame.frame
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -106,6 +107,10 @@ class CameraStateError(CameraError):
 
 class FeatureValueError(CameraError, ValueError):
     """A feature cannot take the requested value (out of range, not an entry, wrong type)."""
+
+
+class FeatureNotAppliedError(CameraError):
+    """A driver's write the device refused (configure() reports it in ``not_applied``)."""
 
 
 class ProducerNotFoundError(CameraError):
@@ -203,9 +208,73 @@ class Camera(abc.ABC):
     def features(self) -> dict[str, object]:
         """Current values of the ``INTERESTING_FEATURES`` the camera has and can read."""
 
-    @abc.abstractmethod
     def configure(self, settings: dict[str, object]) -> ConfigureReport:
-        """Set features by SFNC name (ExposureTime in µs, Gain in dB); see the module rules."""
+        """Set features by SFNC name (ExposureTime in µs, Gain in dB); see the module rules.
+
+        The one loop both drivers share: selectors first (:func:`ordered_settings`); while
+        acquiring, a feature locked then raises CameraStateError before anything is set; a
+        feature the camera lacks or may not write now goes to ``not_applied`` with the reason; a
+        bad value raises FeatureValueError naming what was already applied; a write the device
+        refuses goes to ``not_applied`` with the device's reason. A driver supplies the hooks
+        (or overrides configure() whole, as a third-party driver may):
+        ``_configure_session``, ``_locked_while_acquiring``, ``_why_not_writable``,
+        ``_coerce_feature``, ``_write_feature``, ``_after_configure``."""
+        steps = ordered_settings(settings)
+        report = ConfigureReport()
+        with self._configure_session():
+            acquiring = self.is_acquiring
+            if acquiring:
+                locked = [name for name, _ in steps if self._locked_while_acquiring(name)]
+                if locked:
+                    raise CameraStateError(
+                        f"camera {self._label()}: {', '.join(locked)} {LOCKED_WHILE_ACQUIRING}; "
+                        "stop() before changing them"
+                    )
+            for name, value in steps:
+                why = self._why_not_writable(name)
+                if why is not None:
+                    report.not_applied[name] = why
+                    continue
+                try:
+                    coerced = self._coerce_feature(name, value)
+                except FeatureValueError as exc:
+                    done = ", ".join(report.applied) or "nothing"
+                    raise FeatureValueError(f"camera {self._label()}: {exc} (already applied: {done})") from None
+                try:
+                    report.applied[name] = self._write_feature(name, coerced)
+                except FeatureNotAppliedError as exc:
+                    report.not_applied[name] = str(exc)
+            self._after_configure(acquiring)
+        return report
+
+    # hooks of configure() ----------------------------------------------------------------
+
+    def _label(self) -> str:
+        """How messages name this camera."""
+        return self.serial
+
+    def _configure_session(self) -> contextlib.AbstractContextManager[object]:
+        """Held around a whole configure() (a lock, an open-check); none by default."""
+        return contextlib.nullcontext()
+
+    def _locked_while_acquiring(self, name: str) -> bool:
+        """Whether feature ``name`` exists and may not change while acquiring."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _locked_while_acquiring or override configure()")
+
+    def _why_not_writable(self, name: str) -> str | None:
+        """Why ``name`` cannot be set now (``NOT_IN_NODE_MAP``, ``READ_ONLY``...), or None."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _why_not_writable or override configure()")
+
+    def _coerce_feature(self, name: str, value: object) -> object:
+        """``value`` as the feature's type, checked against its range/entries (FeatureValueError)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _coerce_feature or override configure()")
+
+    def _write_feature(self, name: str, value: object) -> object:
+        """Write a coerced value; return it as read back (FeatureNotAppliedError if refused)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _write_feature or override configure()")
+
+    def _after_configure(self, acquiring: bool) -> None:  # noqa: B027 - optional hook
+        """Called at the end of configure() (``acquiring``: whether it ran while acquiring)."""
 
     @abc.abstractmethod
     def start(self) -> None:

@@ -18,35 +18,29 @@ viky.cti (shipped with the ``genicam`` wheel) has 3 devices (serials "0", "1", "
 Mono8, Width/Height 100-800 px, AcquisitionFrameRate 1-200 Hz, free-running only: no
 ExposureTime, Gain or Trigger* features, no buffer timestamps, and no Device* identification
 features in its remote node map (serial/model/vendor come from the device info list).
+
+Modules: :mod:`acquisition.cameras.harvesters_registry` (the process's harvesters, the open
+cameras, :func:`shutdown_all`), :mod:`acquisition.cameras.genicam_nodes` (node lookup and value
+checks); this module is the camera (:class:`HarvestersCamera`) and re-exports the registry's
+functions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
 import time
-import weakref
 from pathlib import Path
 
 import numpy as np
-from genicam.genapi import (
-    EAccessMode,
-    IBoolean,
-    ICommand,
-    IEnumeration,
-    IFloat,
-    IInteger,
-    IString,
-    LogicalErrorException,
-)
+from genicam.genapi import EAccessMode, ICommand
 from genicam.genapi import GenericException as GenApiError
 from genicam.gentl import GenericException as GenTLError
 from genicam.gentl import TimeoutException
-from harvesters.core import Buffer, Harvester, ImageAcquirer
+from harvesters.core import Buffer, ImageAcquirer
 
 from acquisition.cameras.base import (
     INTERESTING_FEATURES,
-    LOCKED_WHILE_ACQUIRING,
     NOT_AVAILABLE,
     NOT_IN_NODE_MAP,
     PAYLOAD_FEATURES,
@@ -56,145 +50,35 @@ from acquisition.cameras.base import (
     CameraNotFoundError,
     CameraStateError,
     CapturedFrame,
-    ConfigureReport,
-    FeatureValueError,
+    FeatureNotAppliedError,
     FetchTimeoutError,
-    ProducerNotFoundError,
     check_timeout,
-    ordered_settings,
+)
+from acquisition.cameras.genicam_nodes import _READABLE, _VALUE_TYPES, _WRITABLE, _coerce, _node
+from acquisition.cameras.harvesters_registry import (
+    _HARVESTERS,
+    _OPEN_CAMERAS,
+    _REGISTRY_LOCK,
+    harvester_for,
+    list_devices,
+    shutdown_all,
 )
 
-_log = logging.getLogger(__name__)
+__all__ = [
+    "FLUSH_POLL_S",
+    "MAX_FLUSH",
+    "HarvestersCamera",
+    "harvester_for",
+    "list_devices",
+    "shutdown_all",
+]
 
-_REGISTRY_LOCK = threading.RLock()
-_HARVESTERS: dict[str, Harvester] = {}
-_OPEN_CAMERAS: weakref.WeakSet[HarvestersCamera] = weakref.WeakSet()
+_log = logging.getLogger(__name__)
 
 #: How many buffers ``flush()`` drains at most (a free-running camera never runs dry).
 MAX_FLUSH = 1000
 #: How long ``flush()`` waits for each queued buffer, seconds.
 FLUSH_POLL_S = 0.001
-
-_READABLE = (EAccessMode.RO, EAccessMode.RW)
-_WRITABLE = (EAccessMode.WO, EAccessMode.RW)
-_VALUE_TYPES = (IInteger, IFloat, IBoolean, IEnumeration, IString)
-
-
-def _producer_key(cti_path: str | Path) -> str:
-    path = Path(cti_path).expanduser()
-    if not path.is_file():
-        raise ProducerNotFoundError(f"GenTL producer not found: {path}")
-    return str(path.resolve())
-
-
-def harvester_for(cti_path: str | Path) -> Harvester:
-    """The process's one Harvester for the producer at ``cti_path`` (created on first use).
-
-    Raises ProducerNotFoundError when the file does not exist.
-    """
-    key = _producer_key(cti_path)
-    with _REGISTRY_LOCK:
-        harvester = _HARVESTERS.get(key)
-        if harvester is None:
-            harvester = Harvester()
-            harvester.add_file(key, check_existence=True)
-            harvester.update()
-            _log.info("harvester for %s sees %d device(s)", key, len(harvester.device_info_list))
-            _HARVESTERS[key] = harvester
-        return harvester
-
-
-def _info_value(info: object, name: str) -> str:
-    try:
-        value = getattr(info, name)
-    except GenTLError:
-        return ""
-    return "" if value is None else str(value)
-
-
-def list_devices(cti_path: str | Path) -> list[dict[str, str]]:
-    """The devices the producer offers: dicts with serial, model, vendor, id (in list order)."""
-    harvester = harvester_for(cti_path)
-    with _REGISTRY_LOCK:
-        infos = list(harvester.device_info_list)
-    return [
-        {
-            "serial": _info_value(info, "serial_number"),
-            "model": _info_value(info, "model"),
-            "vendor": _info_value(info, "vendor"),
-            "id": _info_value(info, "id_"),
-        }
-        for info in infos
-    ]
-
-
-def shutdown_all() -> None:
-    """Close every open HarvestersCamera and reset every Harvester (process exit, tests).
-
-    Afterwards ``harvester_for`` creates fresh harvesters, which see the devices again.
-    """
-    with _REGISTRY_LOCK:
-        for camera in list(_OPEN_CAMERAS):
-            try:
-                camera.close()
-            except CameraError:
-                _log.exception("closing %r during shutdown", camera)
-        for key, harvester in list(_HARVESTERS.items()):
-            try:
-                harvester.reset()
-            except GenTLError:
-                _log.exception("resetting the harvester for %s", key)
-            del _HARVESTERS[key]
-
-
-def _node(node_map: object, name: str) -> object | None:
-    """The node called ``name``, or None when the node map has no such node."""
-    try:
-        return node_map.get_node(name)
-    except LogicalErrorException:
-        return None
-
-
-def _range_text(node: object) -> str:
-    unit = ""
-    try:
-        unit = f" {node.unit}" if node.unit else ""
-    except (GenApiError, AttributeError):
-        unit = ""
-    return f"[{node.min:g}, {node.max:g}]{unit}"
-
-
-def _coerce(name: str, node: object, value: object) -> object:
-    """``value`` converted to what ``node`` takes; FeatureValueError when it cannot take it."""
-    if isinstance(node, IEnumeration):
-        entries = tuple(node.symbolics)
-        if not isinstance(value, str) or value not in entries:
-            raise FeatureValueError(f"{name} must be one of {', '.join(entries)}; got {value!r}")
-        return value
-    if isinstance(node, IBoolean):
-        if not isinstance(value, bool):
-            raise FeatureValueError(f"{name} takes True or False; got {value!r}")
-        return value
-    if isinstance(node, IString):
-        if not isinstance(value, str):
-            raise FeatureValueError(f"{name} takes a string; got {value!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise FeatureValueError(f"{name} takes a number; got {value!r}")
-    if isinstance(node, IInteger):
-        if not float(value).is_integer():
-            raise FeatureValueError(f"{name} takes an integer; got {value!r}")
-        number = int(value)
-        if not node.min <= number <= node.max:
-            raise FeatureValueError(f"{name}={number} outside {_range_text(node)}")
-        inc = node.inc
-        if inc > 1 and (number - node.min) % inc:
-            raise FeatureValueError(f"{name}={number} not a step of {inc} from {node.min}")
-        return number
-    number = float(value)
-    if not node.min <= number <= node.max:
-        raise FeatureValueError(f"{name}={number:g} outside {_range_text(node)}")
-    return number
 
 
 class HarvestersCamera(Camera):
@@ -341,57 +225,43 @@ class HarvestersCamera(Camera):
     def _is_locked(self, name: str, node: object) -> bool:
         return name in PAYLOAD_FEATURES or node.get_access_mode() not in _WRITABLE
 
-    def configure(self, settings: dict[str, object]) -> ConfigureReport:
-        """Set the features the node map has and lets be written; read each back.
+    # configure() hooks (the loop is Camera.configure): the node map answers every question.
 
-        Missing/read-only features go to ``not_applied``; while acquiring, a locked feature
-        (payload-shaping ones such as Width/Height/PixelFormat always count as locked) raises
-        CameraStateError before anything is set; a bad value raises FeatureValueError.
-        """
-        node_map = self.node_map
-        acquiring = self.is_acquiring
-        steps = ordered_settings(settings)
-        if acquiring:
-            locked = [
-                name
-                for name, _ in steps
-                if (node := _node(node_map, name)) is not None
-                and isinstance(node, _VALUE_TYPES)
-                and self._is_locked(name, node)
-            ]
-            if locked:
-                raise CameraStateError(
-                    f"camera {self._label()}: {', '.join(locked)} {LOCKED_WHILE_ACQUIRING}; "
-                    "stop() before changing them"
-                )
-        report = ConfigureReport()
-        for name, value in steps:
-            node = _node(node_map, name)
-            if node is None:
-                report.not_applied[name] = NOT_IN_NODE_MAP
-                continue
-            if isinstance(node, ICommand) or not isinstance(node, _VALUE_TYPES):
-                report.not_applied[name] = f"not a value feature ({type(node).__name__})"
-                continue
-            access = node.get_access_mode()
-            if access not in _WRITABLE:
-                report.not_applied[name] = READ_ONLY if access == EAccessMode.RO else NOT_AVAILABLE
-                continue
-            try:
-                coerced = _coerce(name, node, value)
-            except FeatureValueError as exc:
-                done = ", ".join(report.applied) or "nothing"
-                raise FeatureValueError(
-                    f"camera {self._label()}: {exc} (already applied: {done})"
-                ) from None
-            try:
-                node.value = coerced
-                report.applied[name] = node.value if access == EAccessMode.RW else coerced
-            except (GenApiError, GenTLError) as exc:
-                report.not_applied[name] = f"{type(exc).__name__}: {exc}"
+    def _configure_session(self) -> contextlib.AbstractContextManager[object]:
+        self.node_map  # noqa: B018 - raises CameraStateError when the camera is not open
+        return contextlib.nullcontext()
+
+    def _locked_while_acquiring(self, name: str) -> bool:
+        # payload-shaping features (Width/Height/PixelFormat) always count as locked
+        node = _node(self.node_map, name)
+        return node is not None and isinstance(node, _VALUE_TYPES) and self._is_locked(name, node)
+
+    def _why_not_writable(self, name: str) -> str | None:
+        node = _node(self.node_map, name)
+        if node is None:
+            return NOT_IN_NODE_MAP
+        if isinstance(node, ICommand) or not isinstance(node, _VALUE_TYPES):
+            return f"not a value feature ({type(node).__name__})"
+        access = node.get_access_mode()
+        if access not in _WRITABLE:
+            return READ_ONLY if access == EAccessMode.RO else NOT_AVAILABLE
+        return None
+
+    def _coerce_feature(self, name: str, value: object) -> object:
+        return _coerce(name, _node(self.node_map, name), value)
+
+    def _write_feature(self, name: str, value: object) -> object:
+        node = _node(self.node_map, name)
+        access = node.get_access_mode()
+        try:
+            node.value = value
+            return node.value if access == EAccessMode.RW else value
+        except (GenApiError, GenTLError) as exc:
+            raise FeatureNotAppliedError(f"{type(exc).__name__}: {exc}") from None
+
+    def _after_configure(self, acquiring: bool) -> None:
         if acquiring:
             self._cache_exposure_and_gain()
-        return report
 
     def _cache_exposure_and_gain(self) -> None:
         """Remember ExposureTime (as seconds) and Gain (dB) to stamp the frames with."""

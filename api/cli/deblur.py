@@ -6,6 +6,7 @@ Bad input (config, files, options) exits with code 2 and ``error: <message>`` on
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -15,6 +16,8 @@ from typing import Any
 import typer
 
 from api.cli.common import fail
+from core.filestore import atomic_write_text
+from deblur.config import ConfigError, load_config
 from deblur.data import (
     DatasetError,
     list_images,
@@ -30,7 +33,7 @@ from deblur.infer import (
     load_checkpoint,
 )
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table
-from deblur.train import ConfigError, TrainingError, load_config, train
+from deblur.train import TrainingError, train
 from hardware_sim.spec import SceneSpecError
 from hardware_sim.training_data import export_twin_dataset
 
@@ -208,15 +211,14 @@ def evaluate_cmd(
     columns = ["name", *METRIC_KEYS]
     typer.echo(format_table([*rows, {"name": "mean", **mean}], columns))
     if out_csv is not None:
-        out_csv.parent.mkdir(parents=True, exist_ok=True)
-        with out_csv.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(columns)
-            for r in [*rows, {"name": "mean", **mean}]:
-                w.writerow([r["name"]] + ["" if r.get(k) is None else r[k] for k in METRIC_KEYS])
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(columns)
+        for r in [*rows, {"name": "mean", **mean}]:
+            w.writerow([r["name"]] + ["" if r.get(k) is None else r[k] for k in METRIC_KEYS])
+        atomic_write_text(out_csv, buf.getvalue())
         typer.echo(f"wrote {out_csv}")
     if out_json is not None:
-        out_json.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "pred": str(pred),
             "gt": str(gt),
@@ -225,7 +227,7 @@ def evaluate_cmd(
             "images": [{k: _json_value(v) for k, v in r.items()} for r in rows],
             "mean": {k: _json_value(v) for k, v in mean.items()},
         }
-        out_json.write_text(json.dumps(doc, indent=2))
+        atomic_write_text(out_json, json.dumps(doc, indent=2))
         typer.echo(f"wrote {out_json}")
 
 

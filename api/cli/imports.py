@@ -7,9 +7,10 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from acquisition.capture import SceneExistsError
+from acquisition.raw_import import SceneImportError, count_steps, import_scene, load_manifest
 from api.cli.common import engine_at_head, fail
 from core.filestore import FileStoreError
-from postprocess.importer import SceneImportError, count_steps, import_scene, load_manifest
 
 app = typer.Typer()
 
@@ -45,7 +46,7 @@ def import_(
                 directory, manifest_path, engine, get_settings().data_dir, mode,
                 scene=scene, rig=rig, on_step=lambda _: bar.update(),
             )
-    except (SceneImportError, FileStoreError, OSError) as exc:
+    except (SceneImportError, SceneExistsError, FileStoreError, OSError) as exc:
         raise fail(f"{exc}; nothing was imported") from None
     finally:
         engine.dispose()

@@ -34,7 +34,7 @@ def calibrate(
     from sqlalchemy import select
 
     from core.db import session_factory
-    from core.models import Rig
+    from core.models import RigRecord
     from core.settings import get_settings
     from postprocess.calibration import CalibrationError
     from postprocess.pipeline import UNIT_ERRORS, ScenePipeline
@@ -42,7 +42,7 @@ def calibrate(
     engine = engine_at_head()
     pipeline = ScenePipeline(engine, get_settings().data_dir, _params(params))
     with session_factory(engine)() as session:
-        row = session.scalar(select(Rig).where(Rig.name == rig))
+        row = session.scalar(select(RigRecord).where(RigRecord.name == rig))
         if row is None:
             raise fail(f"no rig named {rig!r} in the database")
         cameras = sorted(row.cameras, key=lambda c: c.role.value)

@@ -37,8 +37,8 @@ def serve(
     ),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /api/v1/docs) with its job runner."""
-    from api.server import ServeError
-    from api.server import serve as run_server
+    from api.http.server import ServeError
+    from api.http.server import serve as run_server
     from core.settings import get_settings
 
     engine_at_head().dispose()
@@ -63,7 +63,7 @@ def token_create(
     role: str = typer.Option("viewer", "--role", help="viewer, operator or admin."),
 ) -> None:
     """Create a token and print its secret (once: only its hash is stored)."""
-    from api.auth import TokenError, create_token
+    from api.http.auth import TokenError, create_token
     from core.db import session_scope
 
     engine = engine_at_head()
@@ -85,7 +85,7 @@ def token_create(
 @token_app.command("list")
 def token_list() -> None:
     """List tokens: id, name, role, prefix, state."""
-    from api.auth import is_active, list_tokens
+    from api.http.auth import is_active, list_tokens
     from core.db import session_scope
 
     engine = engine_at_head()
@@ -107,7 +107,7 @@ def token_revoke(
     token_id: int = typer.Argument(..., help="The token's id (see `token list`)."),
 ) -> None:
     """Revoke a token: it authenticates nothing from now on."""
-    from api.auth import TokenNotFoundError, revoke_token
+    from api.http.auth import TokenNotFoundError, revoke_token
     from core.db import session_scope
 
     engine = engine_at_head()

@@ -2,7 +2,7 @@
 
 Every table notifies the channel ``reloblur_changes`` after each INSERT, UPDATE or DELETE
 statement (one notification per statement; PostgreSQL folds identical notifications of one
-transaction into one, delivered at commit). ``api.readcache.PostgresChangeWatch`` listens.
+transaction into one, delivered at commit). ``api.http.readcache.PostgresChangeWatch`` listens.
 SQLite needs nothing: its ``PRAGMA data_version`` already tells.
 
 A table added by a later migration must get the trigger too (``tests/core/test_migrations``

@@ -18,20 +18,20 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from api import auth
-from api.app import create_app
-from api.demo import ServerThread
+from api.http import auth
+from api.http.app import create_app
+from api.http.server import ServerThread
 from core import migrate
 from core.db import make_engine, session_factory
 from core.models import (
-    Camera,
+    CameraRecord,
     Capture,
     CaptureKind,
     CaptureStatus,
     Frame,
     Product,
     ProductKind,
-    Rig,
+    RigRecord,
     Scene,
 )
 from core.settings import Settings
@@ -118,7 +118,7 @@ def seed(engine, data_dir: Path) -> dict[str, int]:
         files_sha[rel] = hashlib.sha256(data).hexdigest()
     flow_sha = hashlib.sha256(flow_path.read_bytes()).hexdigest()
     with session_factory(engine)() as s:
-        rig = Rig(
+        rig = RigRecord(
             name="twin",
             pixel_pitch_um=9.0,
             focal_length_mm=50,
@@ -129,7 +129,7 @@ def seed(engine, data_dir: Path) -> dict[str, int]:
             sensor_height_px=32,
         )
         cams = {
-            r: Camera(
+            r: CameraRecord(
                 rig=rig,
                 role=r,
                 vendor="ReLoBlur",

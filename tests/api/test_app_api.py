@@ -278,7 +278,7 @@ def test_token_cli_and_cors_closed(tmp_path, start_server, monkeypatch):
 
 def test_uploaded_image_is_deblurred_by_the_runner(tmp_path, start_server):
     """End to end: upload → 202 → the job runs (threads) → its output downloads from the store."""
-    from api.jobrunner import JobRunner
+    from api.jobs.runner import JobRunner
     from deblur.infer import random_init_checkpoint
 
     ckpt = random_init_checkpoint("lbag", tmp_path / "lbag.pt", seed=0, num_res=1)
@@ -330,8 +330,8 @@ def dng(h: int = 40, w: int = 40, seed: int = 0) -> bytes:
 def test_uploaded_dng_is_developed_and_deblurred_by_the_runner(tmp_path, start_server):
     """A DNG upload: the job develops it (the preview's plain ISP) before inference, leaves no
     temporary file, and the deblurred PNG downloads."""
-    from api.jobrunner import JobRunner
-    from api.uploads import develop_dng
+    from api.http.uploads import develop_dng
+    from api.jobs.runner import JobRunner
     from core import migrate
     from core.settings import Settings
     from deblur.infer import random_init_checkpoint

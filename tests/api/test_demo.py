@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
-from api.demo import run_demo
+from api.cli.demo import run_demo
 from core.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[2]

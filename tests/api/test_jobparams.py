@@ -1,4 +1,4 @@
-"""What each job kind takes (api.jobparams), validated with the given Settings; the capture
+"""What each job kind takes (api.jobs.params), validated with the given Settings; the capture
 route checks the rig file in the app's own rigs_dir, not the process settings'."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from api.jobparams import JOB_PARAMS, JobParamsError, validate_params
+from api.jobs.params import JOB_PARAMS, JobParamsError, validate_params
 from core.models import JobKind
 from core.settings import Settings
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from api.jobrunner import JobRunner
+from acquisition.raw_import import import_scene
+from api.jobs.runner import JobRunner
 from core import migrate
 from core.db import make_engine, session_factory
 from core.filestore import is_temp_name
@@ -23,7 +24,6 @@ from core.models import Job, JobStatus, Product
 from core.settings import Settings
 from hardware_sim.scene_writer import simulate_scene
 from hardware_sim.spec import load_preset, with_sensor_size
-from postprocess.importer import import_scene
 
 SMALL = (192, 128)  # the lifecycle scene (px)
 LARGER = (320, 214)  # the scene a worker is killed in: long enough to be caught mid-job (px)

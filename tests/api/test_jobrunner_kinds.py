@@ -12,8 +12,9 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from api.jobparams import validate_params
-from api.jobrunner import JobRunner
+from acquisition.raw_import import import_scene
+from api.jobs.params import validate_params
+from api.jobs.runner import JobRunner
 from core import migrate
 from core.db import make_engine, session_factory
 from core.dng import read_dng
@@ -22,7 +23,6 @@ from core.models import Capture, CaptureKind, CaptureStatus, Frame, Job, JobKind
 from core.settings import Settings
 from hardware_sim.scene_writer import simulate_scene
 from hardware_sim.spec import load_preset, with_sensor_size
-from postprocess.importer import import_scene
 
 REPO = Path(__file__).resolve().parents[2]
 SENSOR = (192, 128)  # px: the twin rig's sensor, shrunk so that a capture takes seconds

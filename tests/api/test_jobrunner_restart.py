@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from api.jobparams import validate_params
-from api.jobrunner import JobRunner
+from api.jobs.params import validate_params
+from api.jobs.runner import JobRunner
 from core import migrate
 from core.db import make_engine, session_factory
 from core.jobs import claim, create_job

@@ -1,4 +1,4 @@
-"""The read cache (api.readcache) and the request coalescing behind it (api.deps.SingleFlight):
+"""The read cache (api.http.readcache) and the request coalescing behind it (api.http.deps.SingleFlight):
 answers stay exact when other connections commit, a cached answer still needs a valid token,
 and concurrent misses share one query. On SQLite and PostgreSQL, against a real server."""
 
@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from api.deps import SingleFlight
-from api.readcache import PostgresChangeWatch, ReadCache, SqliteChangeWatch, change_watch
-from api.schemas import SceneDetail, SceneOut
+from api.http.deps import SingleFlight
+from api.http.readcache import PostgresChangeWatch, ReadCache, SqliteChangeWatch, change_watch
+from api.http.schemas import SceneDetail, SceneOut
 from core import migrate
 from core.db import session_factory
 from core.models import Scene

@@ -44,7 +44,7 @@ from core.db import make_engine, session_factory
 from core.filestore import atomic_write_bytes
 from core.models import (
     Base,
-    Camera,
+    CameraRecord,
     Capture,
     CaptureKind,
     CaptureRun,
@@ -54,7 +54,7 @@ from core.models import (
     JobKind,
     Product,
     ProductKind,
-    Rig,
+    RigRecord,
     Scene,
 )
 from core.settings import get_settings
@@ -104,7 +104,7 @@ def _extra_rows(engine) -> None:
     """Rows seed() does not make: a job whose parent comes later in id order (self-reference),
     capture runs with SQL NULL and JSON null outcomes, unicode text."""
     with session_factory(engine)() as s:
-        rig = s.scalar(select(Rig))
+        rig = s.scalar(select(RigRecord))
         scene = s.scalar(select(Scene))
         child = Job(kind=JobKind.POSTPROCESS, params={"scene": "scene1", "ü": [1, 2.5, None]})
         parent = Job(kind=JobKind.REPROCESS, params={}, result={"children": 1}, progress=0.5,
@@ -303,7 +303,7 @@ def test_restore_runs_the_migrations_of_an_older_archive(db_url: str, tmp_path: 
     migrate.upgrade(db_url, previous)
     engine = make_engine(db_url)
     with engine.begin() as c:
-        c.execute(insert(Rig.__table__).values(
+        c.execute(insert(RigRecord.__table__).values(
             name="old", description="", pixel_pitch_um=9.0, focal_length_mm=50.0,
             nd_filters=[1.0], cfa_pattern="RGGB", bit_depth=12, sensor_width_px=4,
             sensor_height_px=4, created_at=datetime.now(UTC)))
@@ -330,8 +330,8 @@ def _writer(url: str, data_dir: Path, stop: threading.Event, made: list[int]) ->
         while not stop.is_set():
             k += 1
             with session_factory(engine)() as s:
-                rig = s.scalar(select(Rig).where(Rig.name == "twin"))
-                cams = {c.role.value: c for c in s.scalars(select(Camera).where(Camera.rig_id == rig.id))}
+                rig = s.scalar(select(RigRecord).where(RigRecord.name == "twin"))
+                cams = {c.role.value: c for c in s.scalars(select(CameraRecord).where(CameraRecord.rig_id == rig.id))}
                 scene = Scene(name=f"w{k}", rig=rig)
                 cap = Capture(rig=rig, scene=scene, kind=CaptureKind.PAIR, trigger_index=0,
                               status=CaptureStatus.COMPLETE)
@@ -659,7 +659,7 @@ def test_a_postgresql_schema_with_data_is_refused(tmp_path: Path, postgres_url: 
 def test_a_restore_that_fails_midway_leaves_nothing(lab: Lab, target, tmp_path: Path, monkeypatch):
     """Files already placed, folders made and (PostgreSQL) the tables the restore created are
     all taken back when a later step fails."""
-    import core.backup as backup
+    import core.backup_restore as backup
 
     archive = tmp_path / "lab.tar"
     create_backup(archive, data_dir=lab.data_dir, database_url=lab.url)

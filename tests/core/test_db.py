@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 from core import migrate
 from core.db import dispose_engines, get_engine, make_engine, session_factory, session_scope
 from core.models import (
-    Camera,
+    CameraRecord,
     CameraRole,
     Capture,
     CaptureKind,
     CaptureStatus,
     CFAPattern,
     Frame,
-    Rig,
+    RigRecord,
     Scene,
 )
 from core.settings import get_settings
@@ -57,9 +57,9 @@ def settings_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_settings.cache_clear()
 
 
-def make_rig(name: str = "rig-1") -> Rig:
+def make_rig(name: str = "rig-1") -> RigRecord:
     """A rig with one camera on each side."""
-    rig = Rig(
+    rig = RigRecord(
         name=name,
         pixel_pitch_um=4.5,
         focal_length_mm=50.0,
@@ -71,7 +71,7 @@ def make_rig(name: str = "rig-1") -> Rig:
     )
     for role in CameraRole:
         rig.cameras.append(
-            Camera(
+            CameraRecord(
                 role=role, vendor="Sim", model="SIM-1", serial=f"{role}-0001", driver="simulated"
             )
         )
@@ -97,7 +97,7 @@ def frame_values(role: CameraRole, trigger_index: int, **overrides: Any) -> dict
     return values
 
 
-def make_frame(capture: Capture, camera: Camera, **overrides: Any) -> Frame:
+def make_frame(capture: Capture, camera: CameraRecord, **overrides: Any) -> Frame:
     """A valid frame from ``camera``, attached to ``capture`` (so it joins the session with it)."""
     frame = Frame(**frame_values(camera.role, capture.trigger_index, **overrides))
     capture.frames.append(frame)
@@ -105,7 +105,7 @@ def make_frame(capture: Capture, camera: Camera, **overrides: Any) -> Frame:
     return frame
 
 
-def seed(session: Session) -> tuple[Rig, Scene, Capture]:
+def seed(session: Session) -> tuple[RigRecord, Scene, Capture]:
     """A rig, a scene and one pair capture without frames, flushed."""
     rig = make_rig()
     scene = Scene(name="street-01", rig=rig, object_distance_m=10.0)
@@ -151,7 +151,7 @@ def test_session_scope_on_the_default_engine(settings_data_dir: Path) -> None:
     with session_scope() as session:
         session.add(make_rig())
     assert (settings_data_dir / "reloblur.db").is_file()
-    assert count(get_engine(), Rig) == 1
+    assert count(get_engine(), RigRecord) == 1
 
 
 def test_session_scope_commits_on_success_and_rolls_back_on_error(engine: Engine) -> None:
@@ -162,8 +162,8 @@ def test_session_scope_commits_on_success_and_rolls_back_on_error(engine: Engine
         session.flush()
         raise RuntimeError("boom")
     with Session(engine) as session:
-        assert session.scalars(select(Rig.name)).all() == ["kept"]
-    assert count(engine, Camera) == 2
+        assert session.scalars(select(RigRecord.name)).all() == ["kept"]
+    assert count(engine, CameraRecord) == 2
 
 
 def test_objects_round_trip_with_enums_json_relationships_and_utc_timestamps(
@@ -239,8 +239,8 @@ def test_deleting_a_rig_deletes_its_cameras(engine: Engine) -> None:
     with session_scope(engine) as session:
         session.add(make_rig())
     with session_scope(engine) as session:
-        session.execute(delete(Rig))
-    assert count(engine, Camera) == 0
+        session.execute(delete(RigRecord))
+    assert count(engine, CameraRecord) == 0
 
 
 @pytest.mark.parametrize(
@@ -305,7 +305,7 @@ def test_camera_serial_is_unique_per_rig_and_role(engine: Engine) -> None:
     with Session(engine) as session:
         rig = make_rig()
         rig.cameras.append(
-            Camera(role=CameraRole.B, vendor="X", model="Y", serial="B-0001", driver="harvesters")
+            CameraRecord(role=CameraRole.B, vendor="X", model="Y", serial="B-0001", driver="harvesters")
         )
         session.add(rig)
         with pytest.raises(IntegrityError):
@@ -316,7 +316,7 @@ def test_enum_columns_reject_unknown_values_in_the_database(engine: Engine) -> N
     with session_scope(engine) as session:
         session.add(make_rig())
     with Session(engine) as session:
-        rig_id = session.scalars(select(Rig.id)).one()
+        rig_id = session.scalars(select(RigRecord.id)).one()
         with pytest.raises(IntegrityError, match="ck_cameras_camera_role"):
             session.execute(
                 text(
@@ -330,8 +330,8 @@ def test_enum_columns_reject_unknown_values_in_the_database(engine: Engine) -> N
 @pytest.mark.parametrize("filters", [[0.0], [0.5, 1.5], [-0.1]])
 def test_nd_filter_transmittances_must_lie_in_zero_one(filters: list[float]) -> None:
     with pytest.raises(ValueError, match="nd_filters"):
-        Rig(name="r", nd_filters=filters)
-    assert Rig(name="r", nd_filters=[1, 0.5]).nd_filters == [1.0, 0.5]
+        RigRecord(name="r", nd_filters=filters)
+    assert RigRecord(name="r", nd_filters=[1, 0.5]).nd_filters == [1.0, 0.5]
 
 
 @pytest.mark.parametrize(

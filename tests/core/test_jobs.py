@@ -1,6 +1,6 @@
 """Job records on SQLite and PostgreSQL: creation, claims, attempts, cancels, progress, orphans,
 and one winner among concurrent claims; core.jobs imports nothing of the layers above core.
-(What each kind takes is validated in api.jobparams: tests/api/test_jobparams.py.)"""
+(What each kind takes is validated in api.jobs.params: tests/api/test_jobparams.py.)"""
 
 from __future__ import annotations
 

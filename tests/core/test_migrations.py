@@ -229,7 +229,7 @@ def test_every_table_notifies_the_read_cache_on_postgresql(postgres_url: str) ->
     without it would let the API's read cache serve answers its changes made stale)."""
     from sqlalchemy import text
 
-    from api.readcache import CHANNEL
+    from api.http.readcache import CHANNEL
 
     migrate.upgrade(postgres_url)
     engine = make_engine(postgres_url)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from core.dng import CFA_PATTERNS, RawMetadata, _dng_tags, read_dng, write_dng
+from core.dng import CFA_PATTERNS, RawMetadata, read_dng, write_dng
+from core.dng_encode import _dng_tags
 from core.filestore import CorruptFileError, write_png
 from core.rawio import (
     MissingExposureError,

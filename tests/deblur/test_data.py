@@ -325,8 +325,9 @@ def test_twin_pairs_take_the_sharp_frame_at_the_centre_of_the_blurred_exposure_b
 
 
 def test_sharp_timing_passes_through_the_export_and_the_training_config(tmp_path):
+    from deblur.config import parse_config
     from deblur.data import read_image
-    from deblur.train import _datasets, parse_config
+    from deblur.train import _datasets
 
     summary = export_twin_dataset(tmp_path / "start", ("ball", "car"), n_scenes=1, pairs=1, width=W, height=H,
                                   sharp_timing="start")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from deblur.config import load_config
 from deblur.data import to_float01
 from deblur.infer import deblur_image, load_checkpoint
 from deblur.metrics import evaluate_pair, mask_iou
-from deblur.train import load_config
 from hardware_sim.training_data import TwinPairDataset
 
 REPO = Path(__file__).resolve().parents[2]

@@ -101,7 +101,7 @@ def test_truth_files_agree_with_the_frames_and_the_reported_fractions(tmp_path):
         ({"objects": [{"asset": "ghost", "height_m": 0.2,
                        "trajectory": {"start": [0.2, 0.5], "end": [0.8, 0.5], "speed_mps": 3}}]},
          "asset", "known:"),
-        ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
+        ({"colour": "blue"}, "colour", "unknown key"),
     ],
 )
 def test_invalid_scenes_name_the_field_and_the_allowed_range(change, field, allowed):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
+from acquisition.raw_import import load_manifest
 from hardware_sim.scene_writer import simulate_scene
-from postprocess.importer import load_manifest
 
 from .conftest import make_spec
 

@@ -13,6 +13,8 @@ from skimage import data
 from hardware_sim.spec import load_preset, parse_scene, with_sensor_size
 from hardware_sim.twin import RigTwin
 from postprocess import flow as F
+from postprocess.flow import features, planar, reference, sor
+from postprocess.flow import system as kernels
 
 BORDER = 10
 
@@ -95,9 +97,9 @@ def test_sor_kernels_match_numpy(shape):
     system = _random_system(rng, h, w)
     results = []
     for fn, extra in [
-        (F._sor_red_black_np, ()),
-        (F._sor_nb, (1,)),
-        (F._sor_nb, (4,)),
+        (reference._sor_red_black_np, ()),
+        (sor._sor_nb, (1,)),
+        (sor._sor_nb, (4,)),
     ]:
         du = np.zeros((h, w), np.float32)
         dv = np.zeros((h, w), np.float32)
@@ -118,10 +120,10 @@ def test_sor_two_sweep_bands_match_numpy(n_iter, n_bands):
     system = _random_system(rng, h, w)
     du0 = np.zeros((h, w), np.float32)
     dv0 = np.zeros((h, w), np.float32)
-    F._sor_red_black_np(*system, 0.012, 1.8, n_iter, du0, dv0)
+    reference._sor_red_black_np(*system, 0.012, 1.8, n_iter, du0, dv0)
     du = np.zeros((h, w), np.float32)
     dv = np.zeros((h, w), np.float32)
-    F._sor_nb(*system, 0.012, 1.8, n_iter, du, dv, n_bands)
+    sor._sor_nb(*system, 0.012, 1.8, n_iter, du, dv, n_bands)
     np.testing.assert_allclose(du, du0, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dv, dv0, rtol=1e-5, atol=1e-6)
 
@@ -135,15 +137,15 @@ def test_fused_split_system_matches_packing():
     phi = (rng.random((h, w)) * 5).astype(np.float32)
     od1 = np.empty((h, w), np.float32)
     od2 = np.empty((h, w), np.float32)
-    a12, b1, b2 = F._linear_system_nb(mix, it, u, v, du, dv, phi, 0.012, 1e-6, 1.8, od1, od2)
+    a12, b1, b2 = kernels._linear_system_nb(mix, it, u, v, du, dv, phi, 0.012, 1e-6, 1.8, od1, od2)
     w2 = (w + 1) // 2
     red = np.zeros((5, h, w2), np.float32)
     black = np.zeros((5, h, w2), np.float32)
     pr = np.zeros((h + 2, w2 + 2), np.float32)
     pb = np.zeros((h + 2, w2 + 2), np.float32)
-    F._linear_system_split_nb(mix, it, u, v, du, dv, phi, 0.012, 1e-6, 1.8, red, black, pr, pb)
+    kernels._linear_system_split_nb(mix, it, u, v, du, dv, phi, 0.012, 1e-6, 1.8, red, black, pr, pb)
     for colour, (sys_, p) in enumerate([(red, pr), (black, pb)]):
-        ref_sys, ref_p = F._pack_system_nb(od1, od2, a12, b1, b2, phi, colour)
+        ref_sys, ref_p = sor._pack_system_nb(od1, od2, a12, b1, b2, phi, colour)
         np.testing.assert_array_equal(sys_, ref_sys)
         np.testing.assert_array_equal(p, ref_p)
 
@@ -157,17 +159,17 @@ def test_pointwise_kernels_match_numpy():
     v = rng.normal(0, 2, (h, w)).astype(np.float32)
     u[0, 0] = -5.0  # outside the image: takes f1's value
     np.testing.assert_allclose(
-        F._warp_bilinear_nb(f1, f2, u, v), F._warp_bilinear_np(f1, f2, u, v), atol=1e-6)
+        kernels._warp_bilinear_nb(f1, f2, u, v), reference._warp_bilinear_np(f1, f2, u, v), atol=1e-6)
     np.testing.assert_allclose(
-        F._smoothness_weight_nb(u, v, 1e-6), F._smoothness_weight_np(u, v, 1e-6), rtol=1e-6)
-    mix, it = F._mix_nb(f1, f2)
+        kernels._smoothness_weight_nb(u, v, 1e-6), reference._smoothness_weight_np(u, v, 1e-6), rtol=1e-6)
+    mix, it = kernels._mix_nb(f1, f2)
     np.testing.assert_array_equal(mix, np.float32(0.4) * f1 + np.float32(0.6) * f2)
     np.testing.assert_array_equal(it, f2 - f1)
-    phi = F._smoothness_weight_np(u, v, 1e-6)
+    phi = reference._smoothness_weight_np(u, v, 1e-6)
     du = rng.normal(0, 0.1, (h, w)).astype(np.float32)
     dv = rng.normal(0, 0.1, (h, w)).astype(np.float32)
     outs = []
-    for fn in (F._linear_system_nb, F._linear_system_np):
+    for fn in (kernels._linear_system_nb, reference._linear_system_np):
         od1 = np.empty((h, w), np.float32)
         od2 = np.empty((h, w), np.float32)
         mix = 0.4 * f1 + 0.6 * f2
@@ -210,11 +212,11 @@ def test_planar_system_is_bit_identical(shape, use_d):
         out = [np.zeros((5, h, w2), np.float32), np.zeros((5, h, w2), np.float32),
                np.zeros((h + 2, w2 + 2), np.float32), np.zeros((h + 2, w2 + 2), np.float32)]
         if n_bands == 0:
-            F._linear_system_split_nb(mix, it, u, v, du, dv, phi, 0.012, 1e-6, 1.8, *out)
+            kernels._linear_system_split_nb(mix, it, u, v, du, dv, phi, 0.012, 1e-6, 1.8, *out)
         else:
             # use_d False: du, dv must not be read (the fast path leaves them unset)
             d_in = (du, dv) if use_d else (np.full_like(du, np.nan), np.full_like(dv, np.nan))
-            F._system_planar_nb(
+            planar._system_planar_nb(
                 np.ascontiguousarray(mix.transpose(2, 0, 1)),
                 np.ascontiguousarray(it.transpose(2, 0, 1)), u, v, *d_in, phi, 0.012, 1e-6,
                 1.8, use_d, *out, min(n_bands, h))
@@ -239,8 +241,8 @@ def test_blocked_sor_is_bit_identical(h, w, n_bands, n_half, n_iter):
     pb[1:-1, 1:-1] = rng.random((h, w2))
     plain = np.zeros((4, h + 2, w2 + 2), np.float32)
     blocked = np.zeros((4, h + 2, w2 + 2), np.float32)
-    F._sor_split_nb(red, black, pr, pb, 0.012, 1.8, n_iter, *plain, 1)
-    F._sor_blocked_nb(red, black, pr, pb, 0.012, 1.8, n_iter, *blocked, n_bands, n_half)
+    sor._sor_split_nb(red, black, pr, pb, 0.012, 1.8, n_iter, *plain, 1)
+    sor._sor_blocked_nb(red, black, pr, pb, 0.012, 1.8, n_iter, *blocked, n_bands, n_half)
     assert np.abs(plain).max() > 0.01
     assert _bits_equal(blocked, plain)
 
@@ -250,14 +252,14 @@ def test_features_match_numpy():
     image = (rng.random((23, 31, 3)) * 1.2 - 0.1).astype(np.float32)
     grey = (0.299 * image[:, :, 0] + 0.587 * image[:, :, 1] + 0.114 * image[:, :, 2])
     assert grey.dtype == np.float32
-    feats = F._features(image)
+    feats = features._features(image)
     assert _bits_equal(feats[:, :, 0], grey)
     assert _bits_equal(feats[:, :, 3], image[:, :, 1] - image[:, :, 0])
     assert _bits_equal(feats[:, :, 4], image[:, :, 1] - image[:, :, 2])
-    kx = F._DERIV_TAPS.astype(np.float32)
+    kx = features._DERIV_TAPS.astype(np.float32)
     gx = cv2.sepFilter2D(grey, -1, kx, np.ones(1, np.float32), borderType=cv2.BORDER_REPLICATE)
     assert _bits_equal(feats[:, :, 1], gx)
-    assert F._features(image[:, :, 1].copy()).shape == (23, 31, 3)
+    assert features._features(image[:, :, 1].copy()).shape == (23, 31, 3)
 
 
 @pytest.mark.parametrize("n_inner", [1, 2])
@@ -330,20 +332,20 @@ def test_red_black_converges_like_lexicographic(photo):
     system (first outer iteration of a 30x40 crop, 30 sweeps) at the same rate."""
     ref = photo[100:130, 120:160]
     mov = _shift(photo, 1.3, -0.6)[100:130, 120:160]
-    f1s = F._smooth5(F._features(ref))
-    f2s = F._smooth5(F._features(mov))
+    f1s = features._smooth5(features._features(ref))
+    f2s = features._smooth5(features._features(mov))
     h, w = ref.shape[:2]
     zero = np.zeros((h, w), np.float32)
-    phi = F._smoothness_weight_np(zero, zero, 1e-6)
+    phi = reference._smoothness_weight_np(zero, zero, 1e-6)
     od1 = np.empty((h, w), np.float32)
     od2 = np.empty((h, w), np.float32)
-    system = F._linear_system_np(
+    system = reference._linear_system_np(
         0.4 * f1s + 0.6 * f2s, f2s - f1s, zero, zero, zero, zero, phi, 0.012, 1e-6, 1.8,
         od1, od2)
     args = (od1, od2, *system, phi)
     xu, xv = _exact_solution(*args, 0.012, 1.8)
     rb = [np.zeros((h, w), np.float32) for _ in range(2)]
-    F._sor_nb(*args, 0.012, 1.8, 30, *rb)
+    sor._sor_nb(*args, 0.012, 1.8, 30, *rb)
     lx = [np.zeros((h, w)) for _ in range(2)]
     _lexicographic_sor(*args, 0.012, 1.8, 30, *lx)
     err_rb = np.sqrt(((rb[0] - xu) ** 2 + (rb[1] - xv) ** 2).mean())
@@ -406,6 +408,14 @@ def test_compute_flow_dispatch(photo):
     assert F.DEFAULT_METHOD in F.METHODS
     with pytest.raises(F.FlowInputError, match="unknown flow method"):
         F.compute_flow(ref, mov, "farneback")
+
+
+def test_the_method_names_are_the_registry_keys():
+    assert tuple(F.FLOW_METHODS) == F.METHODS == ("pyflow", "deepflow", "dis")
+    assert F.FLOW_METHODS["dis"] is F.dis_flow
+    grey = np.zeros((8, 8), np.float32)
+    with pytest.raises(F.FlowInputError, match="choose one of pyflow, deepflow, dis"):
+        F.compute_flow(grey, grey, "farneback")
 
 
 # ---- helpers and errors ------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from acquisition.raw_import import import_scene
 from api.cli import app
 from core import migrate
 from core.db import dispose_engines, make_engine, session_factory
@@ -21,7 +22,6 @@ from deblur.data import ReLoBlurDataset
 from hardware_sim.scene_writer import simulate_scene
 from hardware_sim.spec import load_preset, with_sensor_size
 from postprocess.export import ExportError, export_dataset
-from postprocess.importer import import_scene
 from postprocess.params import PipelineParams, load_params
 from postprocess.pipeline import process_scene, scene_names_to_process
 from postprocess.verify import verify_pipeline
@@ -226,10 +226,10 @@ def test_scene_without_reference_pair_or_lightbox_names_what_is_missing(engine, 
 
 
 def test_a_crash_while_writing_a_pair_leaves_no_orphan(engine, tmp_path, monkeypatch):
-    import postprocess.pipeline as pipeline
+    import postprocess.stages.pairs as pairs_stage  # the stage that writes the pairs' PNGs
 
     scene, data_dir, _ = add_scene(engine, tmp_path, pairs=2)
-    real = pipeline.write_png
+    real = pairs_stage.write_png
     calls = {"n": 0}
 
     def fail_on_blurred(path, image, bits=None):
@@ -238,14 +238,14 @@ def test_a_crash_while_writing_a_pair_leaves_no_orphan(engine, tmp_path, monkeyp
             raise OSError(28, "No space left on device")
         return real(path, image, bits)
 
-    monkeypatch.setattr(pipeline, "write_png", fail_on_blurred)
+    monkeypatch.setattr(pairs_stage, "write_png", fail_on_blurred)
     with pytest.raises(OSError):
         process_scene(engine, data_dir, scene)
     assert not any("pair_0001" in f for f in product_files(data_dir))
     assert product_files(data_dir) == product_rows(engine)
     with session_factory(engine)() as session:
         assert session.scalar(select(ProcessingRun.status)) == RunStatus.FAILED
-    monkeypatch.setattr(pipeline, "write_png", real)
+    monkeypatch.setattr(pairs_stage, "write_png", real)
     outcome = process_scene(engine, data_dir, scene)  # the next run completes what is missing
     assert outcome.status == RunStatus.COMPLETE and outcome.made["blurred"] == 1 and outcome.reused["blurred"] == 2
 

@@ -7,15 +7,15 @@ import pytest
 from skimage import data
 
 from postprocess.warp import (
+    METHODS,
+    WARP_METHODS,
     WarpInputError,
-    _cmtf_gather3_numba,
-    _cmtf_gather_numba,
-    _sharpen,
     cmtf_gather_reference,
     design_cmtf,
     mtf_at,
     warp,
 )
+from postprocess.warp.cmtf import _cmtf_gather3_numba, _cmtf_gather_numba, _sharpen
 
 PHASES = np.arange(33) / 32
 
@@ -181,3 +181,10 @@ def test_bad_input_raises_named_errors():
         warp(nan_img, np.zeros((10, 12, 2), np.float32))
     with pytest.raises(ValueError, match="unknown method"):
         warp(img, np.zeros((10, 12, 2), np.float32), "cubic")
+
+
+def test_the_method_names_are_the_registry_keys():
+    assert tuple(WARP_METHODS) == METHODS == ("cmtf", "lanczos4", "spline", "linear")
+    img = np.zeros((6, 7, 3), np.float32)
+    with pytest.raises(ValueError, match="choose one of \\('cmtf', 'lanczos4', 'spline', 'linear'\\)"):
+        warp(img, np.zeros((6, 7, 2), np.float32), "cubic")

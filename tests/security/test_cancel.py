@@ -219,8 +219,9 @@ def test_what_a_cancelled_run_removes_and_keeps(engine, tmp_path):
     """``_discard``: the files a run wrote and the folders it made go, other files stay; a
     postprocess run's processing-run row becomes interrupted (its products are kept); a
     finished export folder (``export.json``) goes, anything else named in the result stays."""
-    from api.jobrunner import JobContext, _discard
-    from core.models import CFAPattern, ProcessingRun, Rig, RunStatus, Scene
+    from api.jobs.context import JobContext
+    from api.jobs.worker import _discard
+    from core.models import CFAPattern, ProcessingRun, RigRecord, RunStatus, Scene
     from core.settings import Settings
 
     data = tmp_path / "data"
@@ -245,7 +246,7 @@ def test_what_a_cancelled_run_removes_and_keeps(engine, tmp_path):
         "deblur", "deblur/mine", "deblur/mine/keep.png"]
 
     with session_factory(engine)() as session:
-        rig = Rig(name="twin", pixel_pitch_um=9.0, focal_length_mm=50, nd_filters=[], cfa_pattern=CFAPattern("RGGB"),
+        rig = RigRecord(name="twin", pixel_pitch_um=9.0, focal_length_mm=50, nd_filters=[], cfa_pattern=CFAPattern("RGGB"),
                   bit_depth=12, sensor_width_px=48, sensor_height_px=32)
         session.add(Scene(name="car", rig=rig))
         session.commit()
@@ -314,10 +315,10 @@ def _database(request: pytest.FixtureRequest, root: Path) -> tuple[str, Any]:
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    from api import auth
-    from api.app import create_app
-    from api.demo import ServerThread
-    from api.jobrunner import JobRunner
+    from api.http import auth
+    from api.http.app import create_app
+    from api.http.server import ServerThread
+    from api.jobs.runner import JobRunner
     from core import migrate
     from core.settings import Settings
     from deblur.infer import random_init_checkpoint
@@ -389,7 +390,7 @@ def outputs(lab: Lab, job_id: int, out: str | None = None) -> list[str]:
 def worker_held(lab: Lab) -> Iterator[None]:
     """The runner's only worker thread busy with a test job (a lightbox job whose handler
     waits), so that the jobs submitted meanwhile stay queued; released on exit."""
-    from api.jobrunner import HANDLERS
+    from api.jobs.handlers import HANDLERS
 
     release = threading.Event()
 
@@ -410,7 +411,7 @@ def worker_held(lab: Lab) -> Iterator[None]:
 
 def settle(lab: Lab) -> None:
     """Wait until the worker has taken every task submitted before (a last quick job ran)."""
-    from api.jobrunner import HANDLERS
+    from api.jobs.handlers import HANDLERS
 
     with mock.patch.dict(HANDLERS, {JobKind.LIGHTBOX: lambda ctx: {}}):
         last = new_job(lab.engine, JobKind.LIGHTBOX, {"rig": "twin"})
@@ -603,7 +604,7 @@ def test_cancel_a_finished_job_is_409(lab):
 def test_cancelling_a_reprocess_parent_cancels_its_children(lab):
     """A fan-out whose (test-only, slow) children report progress every 50 ms: the parent's
     cancel stops the running child at its next progress point and the queued one never starts."""
-    from api.jobrunner import HANDLERS
+    from api.jobs.handlers import HANDLERS
 
     def slow_scene(ctx) -> dict:
         for i in range(400):

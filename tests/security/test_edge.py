@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from api.server import EscapingFormatter
+from api.http.server import EscapingFormatter
 from core.text import has_control_characters, printable
 
 CONTROL_NAMES = ["a%00b", "a%0ab", "a%0db", "%7f", "x%1b[31m"]

@@ -26,10 +26,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from api.jobparams import JobParamsError, validate_params
+from api.jobs.params import JobParamsError, validate_params
 from core import migrate
 from core.db import dispose_engines, make_engine, session_factory
-from core.models import ProcessingRun, Product, ProductKind, Rig, RunStatus, Scene
+from core.models import ProcessingRun, Product, ProductKind, RigRecord, RunStatus, Scene
 from core.settings import Settings, get_settings
 from postprocess import export as export_module
 from postprocess.export import STAGING_MARK, ExportError, check_export_destination, export_dataset
@@ -74,7 +74,7 @@ def template(tmp_path_factory) -> Path:
         ProductKind.MASK: ((rng.random((32, 48)) > 0.5) * 255).astype(np.uint8),
     }
     with session_factory(engine)() as s:
-        rig = Rig(name="twin", pixel_pitch_um=9.0, focal_length_mm=50, nd_filters=[1.0],
+        rig = RigRecord(name="twin", pixel_pitch_um=9.0, focal_length_mm=50, nd_filters=[1.0],
                   cfa_pattern="RGGB", bit_depth=12, sensor_width_px=48, sensor_height_px=32)
         scene = Scene(name=SCENE, rig=rig)
         s.add_all([rig, scene])
@@ -448,10 +448,10 @@ def test_cli_foreign_folder_previous_export_and_elsewhere(store, cli, tmp_path):
 @pytest.fixture
 def api(store):
     """The service on ``store`` with a job runner (threads) and an operator token."""
-    from api import auth
-    from api.app import create_app
-    from api.demo import ServerThread
-    from api.jobrunner import JobRunner
+    from api.http import auth
+    from api.http.app import create_app
+    from api.http.server import ServerThread
+    from api.jobs.runner import JobRunner
 
     settings = Settings(data_dir=store.data, database_url=store.url, rigs_dir=REPO / "configs" / "rigs",
                         device="cpu", dask_workers=1, job_max_attempts=1)

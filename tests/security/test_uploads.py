@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from api import uploads
+from api.http import uploads
 
 # --------------------------------------------------------------------------- bomb builders
 
@@ -151,7 +151,7 @@ def dng_bomb(width: int = 30000, height: int = 30000) -> bytes:
 def dng_subifd_bomb(width: int = 30000, height: int = 30000) -> bytes:
     """A DNG whose IFD 0 is a 16×16 preview and whose raw image, in a SubIFD, declares
     ``width``×``height`` (where LibRaw looks for it)."""
-    from core.dng import _dng_tags
+    from core.dng_encode import _dng_tags
 
     buf = io.BytesIO()
     with tifffile.TiffWriter(buf, byteorder="<") as tw:
@@ -371,7 +371,7 @@ def test_the_decoded_shape_must_match_the_header(tmp_path):
 def test_decoding_runs_off_the_event_loop():
     import inspect
 
-    from api.routes import deblur
+    from api.http.routes import deblur
 
     assert not inspect.iscoroutinefunction(deblur.deblur_upload)  # FastAPI's thread pool
     source = inspect.getsource(deblur.deblur_preview)
