@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from postprocess.flow.system import smoothness_at
+
 # ---- the planar fast path (numba backend) -------------------------------------------------
 #
 # Same arithmetic as the kernels of postprocess.flow.system, reorganised for speed (bit-identical results):
@@ -127,29 +129,7 @@ def _smooth_chunk(buf, u, v, phi, i, j0, j1):
     for j in range(j0, j1):
         if a <= j < b:
             continue
-        lu = 0.0
-        lv = 0.0
-        wsum = 0.0
-        if j < w - 1:
-            wgt = np.float64(phi[i, j])
-            lu -= wgt * (np.float64(u[i, j + 1]) - u[i, j])
-            lv -= wgt * (np.float64(v[i, j + 1]) - v[i, j])
-            wsum += wgt
-        if j > 0:
-            wgt = np.float64(phi[i, j - 1])
-            lu += wgt * (np.float64(u[i, j]) - u[i, j - 1])
-            lv += wgt * (np.float64(v[i, j]) - v[i, j - 1])
-            wsum += wgt
-        if i < h - 1:
-            wgt = np.float64(phi[i, j])
-            lu -= wgt * (np.float64(u[i + 1, j]) - u[i, j])
-            lv -= wgt * (np.float64(v[i + 1, j]) - v[i, j])
-            wsum += wgt
-        if i > 0:
-            wgt = np.float64(phi[i - 1, j])
-            lu += wgt * (np.float64(u[i, j]) - u[i - 1, j])
-            lv += wgt * (np.float64(v[i, j]) - v[i - 1, j])
-            wsum += wgt
+        lu, lv, wsum = smoothness_at(phi, u, v, i, j, h, w)
         buf[_LU + j - j0] = lu
         buf[_LV + j - j0] = lv
         buf[_WS + j - j0] = wsum

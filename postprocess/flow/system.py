@@ -86,6 +86,36 @@ def _smoothness_weight_nb(uu, vv, eps2):
 
 
 @njit(cache=True, fastmath=False, inline="always")
+def smoothness_at(phi, u, v, i, j, h, w):
+    """(L(u), L(v), Σφ'_nb) at pixel (i, j) of an h×w grid: L(f) = −div(φ'∇f) with forward
+    differences, in float64, in the one operation order the reference and the fast build share."""
+    lu = 0.0
+    lv = 0.0
+    wsum = 0.0
+    if j < w - 1:
+        wgt = np.float64(phi[i, j])
+        lu -= wgt * (np.float64(u[i, j + 1]) - u[i, j])
+        lv -= wgt * (np.float64(v[i, j + 1]) - v[i, j])
+        wsum += wgt
+    if j > 0:
+        wgt = np.float64(phi[i, j - 1])
+        lu += wgt * (np.float64(u[i, j]) - u[i, j - 1])
+        lv += wgt * (np.float64(v[i, j]) - v[i, j - 1])
+        wsum += wgt
+    if i < h - 1:
+        wgt = np.float64(phi[i, j])
+        lu -= wgt * (np.float64(u[i + 1, j]) - u[i, j])
+        lv -= wgt * (np.float64(v[i + 1, j]) - v[i, j])
+        wsum += wgt
+    if i > 0:
+        wgt = np.float64(phi[i - 1, j])
+        lu += wgt * (np.float64(u[i, j]) - u[i - 1, j])
+        lv += wgt * (np.float64(v[i, j]) - v[i - 1, j])
+        wsum += wgt
+    return lu, lv, wsum
+
+
+@njit(cache=True, fastmath=False, inline="always")
 def _system_at(mix, it_all, u, v, du, dv, phi, alpha, eps2, omega, i, j):
     """(a12, b1, b2, od1, od2) of pixel (i, j); see :func:`_linear_system_nb`."""
     h, w, c = mix.shape
@@ -120,29 +150,7 @@ def _system_at(mix, it_all, u, v, du, dv, phi, alpha, eps2, omega, i, j):
         s1t += psi * ix * it
         s2t += psi * iy * it
     # L(f) = −div(φ'∇f) with forward differences; Σφ'_nb for the diagonal.
-    lu = 0.0
-    lv = 0.0
-    wsum = 0.0
-    if j < w - 1:
-        wgt = np.float64(phi[i, j])
-        lu -= wgt * (np.float64(u[i, j + 1]) - u[i, j])
-        lv -= wgt * (np.float64(v[i, j + 1]) - v[i, j])
-        wsum += wgt
-    if j > 0:
-        wgt = np.float64(phi[i, j - 1])
-        lu += wgt * (np.float64(u[i, j]) - u[i, j - 1])
-        lv += wgt * (np.float64(v[i, j]) - v[i, j - 1])
-        wsum += wgt
-    if i < h - 1:
-        wgt = np.float64(phi[i, j])
-        lu -= wgt * (np.float64(u[i + 1, j]) - u[i, j])
-        lv -= wgt * (np.float64(v[i + 1, j]) - v[i, j])
-        wsum += wgt
-    if i > 0:
-        wgt = np.float64(phi[i - 1, j])
-        lu += wgt * (np.float64(u[i, j]) - u[i - 1, j])
-        lv += wgt * (np.float64(v[i, j]) - v[i - 1, j])
-        wsum += wgt
+    lu, lv, wsum = smoothness_at(phi, u, v, i, j, h, w)
     # The C++ averages the data term over the channels (DImage::collapse).
     return (
         s12 / c,
