@@ -19,7 +19,7 @@ app = typer.Typer()
 rig_app = typer.Typer(help="The capture rig: identify instruments and cameras.", no_args_is_help=True)
 app.add_typer(rig_app, name="rig")
 
-RIG_OPTION = typer.Option(..., "--rig", help="Rig file (YAML), e.g. configs/rigs/twin.yaml.")
+RIG_OPTION = typer.Option(..., "--rig", help="Rig file (YAML), e.g. configs/rigs/twin.yaml, or a rig name in RELOBLUR_RIGS_DIR (twin).")
 SHARP_TIMING_HELP = (
     "When camera S's exposure starts: centre (of camera B's: S triggered (tL − tS)/2 after B) or start "
     "(together with B's, as in the published ReLoBlur set). Default: the rig's sharp_timing, else centre."
@@ -60,12 +60,17 @@ _CLI_NAMES = {"distance_m": "--distance", "speed_mps": "--speed", "pixel_pitch_u
 
 
 def _load_rig(path: Path | None):
-    from acquisition.rig import RigConfigError, load_rig_config
+    """``--rig``: a rig file, or a rig's name in ``RELOBLUR_RIGS_DIR`` (the identity the API and
+    the jobs use: ``<rigs_dir>/<name>.yaml`` describing rig ``name``)."""
+    from acquisition.rig import RigConfigError, load_rig, load_rig_config
+    from core.settings import get_settings
 
     if path is None:
         return None
     try:
-        return load_rig_config(path)
+        if path.is_file() or path.suffix or len(path.parts) > 1:
+            return load_rig_config(path)
+        return load_rig(get_settings().rigs_dir, str(path))
     except RigConfigError as exc:
         raise fail(str(exc)) from None
 
@@ -82,7 +87,7 @@ def plan(
     blur_min: float = typer.Option(15.0, "--blur-min", help="Smallest acceptable blur in B (px)."),
     blur_max: float = typer.Option(70.0, "--blur-max", help="Largest acceptable blur in B (px)."),
     target_blur: float | None = typer.Option(None, "--target-blur", help="Preferred blur in B (px)."),
-    rig: Path | None = typer.Option(None, "--rig", help="Take optics, ND filters and the sharp timing from a rig file."),
+    rig: Path | None = typer.Option(None, "--rig", help="Take optics, ND filters and the sharp timing from a rig (file or name in RELOBLUR_RIGS_DIR)."),
     sharp_timing: str | None = typer.Option(None, "--sharp-timing", help=SHARP_TIMING_HELP),
 ) -> None:
     """Print the exposure plan of Eq. 2: tS, the ND filter, tL, the blur in B, the pulse widths and

@@ -50,6 +50,19 @@ def test_plan_prints_eq2_for_the_twin_rig():
     assert "tS = " in result.output and "ND options" in result.output and "* τ=" in result.output
 
 
+def test_a_rig_is_named_by_its_file_or_by_its_name_in_the_rigs_folder(tmp_path, monkeypatch):
+    by_file = runner.invoke(app, ["plan", "--rig", "configs/rigs/twin.yaml"])
+    monkeypatch.setenv("RELOBLUR_RIGS_DIR", "configs/rigs")
+    get_settings.cache_clear()
+    try:
+        by_name = runner.invoke(app, ["plan", "--rig", "twin"])
+        unknown = runner.invoke(app, ["plan", "--rig", "nope"])
+    finally:
+        get_settings.cache_clear()
+    assert by_name.exit_code == 0 and by_name.output == by_file.output
+    assert unknown.exit_code == 2 and "no rig file nope.yaml in the rigs folder" in unknown.output
+
+
 def test_plan_refusal_is_a_clear_error():
     result = runner.invoke(app, ["plan", "--distance", "10", "--speed", "2", "--focal-length", "50",
                                  "--pixel-pitch", "4.5", "--nd", "1,0.5"])
