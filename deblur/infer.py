@@ -109,6 +109,8 @@ def deblur_paths(
     max_side: int = DEFAULT_MAX_SIDE,
     progress: bool = True,
     on_model: Callable[[dict[str, Any]], None] | None = None,
+    before_image: Callable[[int, int, Path, Path], None] | None = None,
+    after_image: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Deblur image files and/or folders (recursive; the folder structure is kept under
     ``out_dir``) with the model of ``checkpoint``. A folder holding ``*_blur.*`` files (the
@@ -120,7 +122,9 @@ def deblur_paths(
     (paths or ``None``), ``seconds`` (model time), ``width``, ``height``. Errors:
     :class:`ImageInputError` (naming the file), :class:`CheckpointError`,
     :class:`InferenceError`. ``on_model`` is called with the checkpoint's meta (see
-    :func:`load_checkpoint`) once it is loaded, before the first image.
+    :func:`load_checkpoint`) once it is loaded, before the first image;
+    ``before_image(index, total, file, stem)`` before each image and ``after_image(row)`` once
+    its files are written.
     """
     jobs = expand_inputs(inputs)
     model, meta = load_checkpoint(checkpoint, device)
@@ -129,7 +133,9 @@ def deblur_paths(
     dev = next(model.parameters()).device
     out_dir = Path(out_dir)
     rows: list[dict[str, Any]] = []
-    for src, stem in tqdm(jobs, desc="deblur", unit="img", disable=not progress):
+    for index, (src, stem) in enumerate(tqdm(jobs, desc="deblur", unit="img", disable=not progress)):
+        if before_image is not None:
+            before_image(index, len(jobs), src, stem)
         try:
             raw = read_image(src)
         except DatasetError as exc:
@@ -157,4 +163,6 @@ def deblur_paths(
             write_png(row["mask"], gate)
             write_png(row["mask_bin"], ((gate >= 0.5) * 255).astype(np.uint8))
         rows.append(row)
+        if after_image is not None:
+            after_image(row)
     return rows

@@ -27,12 +27,12 @@ from torch import nn
 from deblur.archs import model_output
 from deblur.device import resolve_device
 from deblur.errors import ImageInputError, InferenceError
+from deblur.requests import DEFAULT_MAX_SIDE
 
 __all__ = ["DEFAULT_MAX_SIDE", "MIN_SIDE", "DType", "deblur_image", "prepare_image", "tile_starts"]
 
 DType = Literal["fp32", "bf16"]
 MIN_SIDE = 16
-DEFAULT_MAX_SIDE = 8192
 
 
 def prepare_image(

@@ -12,7 +12,7 @@ from acquisition.planner import (
     PlanError,
 )
 from acquisition.rig_plan import plan_for_rig
-from api.cli.common import engine_at_head, fail
+from api.cli.common import engine_at_head, fail, request_from_options
 
 app = typer.Typer()
 
@@ -56,7 +56,7 @@ def _plan_from_options(rig_cfg, distance, speed, focal_length, image_distance, p
 #: How the plan's parameters are spelt on this command line (for the errors that name them).
 _CLI_NAMES = {"distance_m": "--distance", "speed_mps": "--speed", "pixel_pitch_um": "--pixel-pitch",
               "focal_length_mm": "--focal-length", "image_distance_mm": "--image-distance",
-              "sharp_timing": "--sharp-timing", "rig": "--rig"}
+              "sharp_timing": "--sharp-timing", "rig": "--rig", "target_blur_px": "--target-blur"}
 
 
 def _load_rig(path: Path | None):
@@ -150,21 +150,27 @@ def capture(
     sharp_timing: str | None = typer.Option(None, "--sharp-timing", help=SHARP_TIMING_HELP),
 ) -> None:
     """Capture a scene session: whiteboard, reference, then N blurred/sharp pairs (one trigger each)."""
-    from acquisition.capture import CaptureError, SceneCapture
+    from acquisition.cameras import CameraError
+    from acquisition.capture import CaptureError
+    from acquisition.requests import SceneCaptureRequest
+    from acquisition.services import capture_scene, plan_scene_capture
+    from acquisition.synchronizer import SynchronizerError
     from core.settings import get_settings
 
     rig_cfg = _load_rig(rig)
+    request = request_from_options(SceneCaptureRequest, _CLI_NAMES, scene=scene, pairs=pairs, resume=resume, sharp_blur=sharp_blur,
+                       distance_m=distance, speed_mps=speed, target_blur_px=target_blur, sharp_timing=sharp_timing)
     try:
-        exposure_plan = _plan_from_options(rig_cfg, distance, speed, None, None, None, sharp_blur, None,
-                                           15.0, 70.0, target_blur, sharp_timing)
+        exposure_plan = plan_scene_capture(rig_cfg, request, names=_CLI_NAMES)
     except PlanError as exc:
         raise fail(str(exc)) from None
     engine = engine_at_head()
-    with _open_rig(rig) as r, tqdm(total=pairs + 2, desc=f"capture {scene}", unit="trigger", disable=None) as bar:
-        session = SceneCapture(r, exposure_plan, get_settings().data_dir, engine)
+    with tqdm(total=pairs + 2, desc=f"capture {scene}", unit="trigger", disable=None) as bar:
         try:
-            outcome = session.capture_scene(scene, pairs, resume=resume, on_stored=lambda i, s: bar.update(),
-                                            object_distance_m=distance)
+            _, outcome = capture_scene(rig_cfg, request, get_settings().data_dir, engine, plan=exposure_plan,
+                                       on_stored=lambda i, s: bar.update())
+        except (SynchronizerError, CameraError) as exc:
+            raise fail(f"rig {rig_cfg.name!r}: {exc}") from None
         except CaptureError as exc:
             raise fail(f"{exc}. Complete pairs were kept; continue with --resume.") from None
         except KeyboardInterrupt:
@@ -181,15 +187,20 @@ def capture_lightbox(
     nd: float = typer.Option(1.0, "--nd", help="ND filter on camera B (B exposes exposure/τ)."),
 ) -> None:
     """Capture one lightbox flat field per camera (colour calibration)."""
-    from acquisition.capture import CaptureError, SceneCapture
-    from acquisition.planner import lightbox_plan
+    from acquisition import services
+    from acquisition.cameras import CameraError
+    from acquisition.capture import CaptureError
+    from acquisition.requests import LightboxRequest
+    from acquisition.synchronizer import SynchronizerError
     from core.settings import get_settings
 
-    plan = lightbox_plan(exposure_ms * 1e-3, nd)
+    rig_cfg = _load_rig(rig)
+    request = request_from_options(LightboxRequest, _CLI_NAMES, exposure_ms=exposure_ms, nd=nd)
     engine = engine_at_head()
-    with _open_rig(rig) as r:
-        try:
-            outcome = SceneCapture(r, plan, get_settings().data_dir, engine).capture_lightbox()
-        except CaptureError as exc:
-            raise fail(str(exc)) from None
+    try:
+        _, outcome = services.capture_lightbox(rig_cfg, request, get_settings().data_dir, engine)
+    except (SynchronizerError, CameraError) as exc:
+        raise fail(f"rig {rig_cfg.name!r}: {exc}") from None
+    except (CaptureError, PlanError) as exc:
+        raise fail(str(exc)) from None
     typer.echo(f"lightbox capture stored as trigger {outcome.stored[0]} (run {outcome.run_id})")

@@ -19,3 +19,20 @@ def engine_at_head():
     if migrate.current() != (migrate.head(),):
         raise fail("the database schema is not up to date: run `reloblur db upgrade` first")
     return make_engine()
+
+
+def request_from_options(model, names: dict[str, str] | None = None, **values):
+    """A package's request model (``acquisition.requests``, ``postprocess.requests``,
+    ``deblur.requests``) built from a command's options; a bad value exits with
+    ``--option: problem`` (``names`` maps a field to its option where the spelling differs
+    from ``--field-name``)."""
+    from pydantic import ValidationError
+
+    from core.config import validation_problems
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        field, _, message = validation_problems(exc)[0].partition(": ")
+        top = field.split(".")[0]
+        raise fail(f"{(names or {}).get(top, '--' + top.replace('_', '-'))}: {message}") from None

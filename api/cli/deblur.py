@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from api.cli.common import fail
+from api.cli.common import fail, request_from_options
 from core.filestore import atomic_write_text
 from deblur.config import ConfigError, load_config
 from deblur.data import (
@@ -27,12 +27,13 @@ from deblur.data import (
 )
 from deblur.infer import (
     InferenceError,
-    deblur_paths,
     describe_checkpoint,
     export_model,
     load_checkpoint,
 )
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table
+from deblur.requests import DeblurRequest
+from deblur.services import deblur
 from deblur.train import TrainingError, train
 from hardware_sim.spec import SceneSpecError
 from hardware_sim.training_data import export_twin_dataset
@@ -111,11 +112,11 @@ def deblur_cmd(
 
     No mask input is needed: LBAG predicts the blur mask itself.
     """
-    if dtype not in ("fp32", "bf16"):
-        raise fail(f"--dtype must be fp32 or bf16, got {dtype!r}")
+    request = request_from_options(DeblurRequest, inputs=[str(i) for i in inputs], checkpoint=str(checkpoint),
+                                   out=str(out), tile=tile, overlap=overlap, dtype=dtype, max_side=max_side)
     try:
-        rows = deblur_paths(inputs, checkpoint, out, device, dtype, tile, overlap, max_side, progress,  # type: ignore[arg-type]
-                            on_model=lambda meta: typer.echo(describe_checkpoint(meta)))
+        rows = deblur(request, device=device, progress=progress,
+                      on_model=lambda meta: typer.echo(describe_checkpoint(meta)))
     except (InferenceError, DatasetError) as exc:
         raise fail(str(exc)) from None
     for r in rows:

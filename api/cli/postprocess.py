@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from api.cli.common import engine_at_head, fail
+from api.cli.common import engine_at_head, fail, request_from_options
 
 app = typer.Typer()
 
@@ -69,7 +69,9 @@ def process(
     from core.db import session_factory
     from core.models import Capture, CaptureKind, Scene
     from core.settings import get_settings
-    from postprocess.pipeline import SceneNotFoundError, ScenePipeline, scene_names_to_process
+    from postprocess.pipeline import SceneNotFoundError, scene_names_to_process
+    from postprocess.requests import ProcessRequest
+    from postprocess.services import process as run_process
 
     if bool(scene) == all_scenes:
         raise fail("give --scene NAME (one or more) or --all")
@@ -82,19 +84,20 @@ def process(
             select(Scene.name, func.count(Capture.id)).join(Capture)
             .where(Capture.kind.in_([CaptureKind.PAIR, CaptureKind.WHITEBOARD])).group_by(Scene.name)).all())
     total = sum(counts.get(n, 0) * 2 + 1 for n in names)  # scene stage, pairs (+ whiteboard), masks
-    pipeline_params = _params(params)
+    checked = _params(params).model_dump(mode="json") if params is not None else None
+    requests = [request_from_options(ProcessRequest, scene=name, params=checked) for name in names]
+    data_dir = get_settings().data_dir
     failed = 0
     with tqdm(total=total, desc="process", unit="unit", disable=None) as bar:
-        pipeline = ScenePipeline(engine, get_settings().data_dir, pipeline_params, on_unit=lambda _: bar.update())
-        for name in names:
-            bar.set_postfix_str(name)
+        for request in requests:
+            bar.set_postfix_str(request.scene)
             try:
-                outcome = pipeline.process(name)
+                outcome = run_process(engine, data_dir, request, on_unit=lambda _: bar.update())
             except SceneNotFoundError as exc:
                 raise fail(str(exc)) from None
             made = ", ".join(f"{k} {v}" for k, v in sorted(outcome.made.items())) or "nothing"
             reused = ", ".join(f"{k} {v}" for k, v in sorted(outcome.reused.items())) or "nothing"
-            tqdm.write(f"{name}: {outcome.status.value} (run {outcome.run_id}); made {made}; reused {reused}")
+            tqdm.write(f"{request.scene}: {outcome.status.value} (run {outcome.run_id}); made {made}; reused {reused}")
             for f in outcome.failures:
                 failed += 1
                 tqdm.write(f"  {f['unit']}: {f['error']}: {f['message']}")
@@ -116,21 +119,24 @@ def export(
 ) -> None:
     """Export processed scenes as dataset/{train,test}/<scene>/00/<idx>_{blur,sharp}.png + masks."""
     from core.settings import get_settings
-    from postprocess.export import ExportError, check_export_destination, export_dataset
+    from postprocess.export import ExportError, check_export_destination
+    from postprocess.requests import ExportRequest
+    from postprocess.services import export as run_export
 
     settings = get_settings()
     try:  # the destination rules first: a refused --out touches nothing, not even the database
         check_export_destination(out, settings.data_dir, settings.resolved_exports_dir, overwrite=overwrite)
     except ExportError as exc:
         raise fail(f"--out: {exc}") from None
+    request = request_from_options(ExportRequest, out=str(out), test_scenes=[s.strip() for s in test_scenes.split(",") if s.strip()],
+                       scenes=[s.strip() for s in scenes.split(",") if s.strip()] if scenes else None,
+                       overwrite=overwrite, link=link,
+                       params=_params(params).model_dump(mode="json") if params is not None else None)
     engine = engine_at_head()
-    tests = [s.strip() for s in test_scenes.split(",") if s.strip()]
-    chosen = [s.strip() for s in scenes.split(",") if s.strip()] if scenes else None
     with tqdm(desc="export", unit="pair", disable=None) as bar:
         try:
-            summary = export_dataset(engine, settings.data_dir, out, tests, chosen, _params(params),
-                                     overwrite=overwrite, link=link, on_pair=lambda _: bar.update(),
-                                     root=settings.resolved_exports_dir)
+            summary = run_export(engine, settings.data_dir, request, root=settings.resolved_exports_dir,
+                                 on_pair=lambda _: bar.update())
         except ExportError as exc:
             raise fail(str(exc)) from None
     for split in ("train", "test"):

@@ -76,12 +76,6 @@ def discard_export(ctx: JobContext, result: dict[str, Any] | None) -> list[str]:
     return []
 
 
-def _pipeline_params(params: dict[str, Any] | None):
-    from postprocess.params import PipelineParams
-
-    return PipelineParams.model_validate(params) if params else None
-
-
 def _scene_units(engine: Engine, scene: str) -> int:
     """Units :func:`postprocess.pipeline.process_scene` reports for the scene (≥ 1)."""
     from sqlalchemy import func
@@ -131,7 +125,7 @@ def _clean_scene_leftovers(ctx: JobContext, scene: str) -> list[str]:
 
 def run_postprocess(ctx: JobContext) -> dict[str, Any]:
     from core.models import RunStatus
-    from postprocess.pipeline import process_scene
+    from postprocess.services import process
 
     p = PostprocessParams.model_validate(ctx.job.params)
     removed = _clean_scene_leftovers(ctx, p.scene) if ctx.job.attempts > 1 else []
@@ -143,7 +137,7 @@ def run_postprocess(ctx: JobContext) -> dict[str, Any]:
         done += 1
         ctx.progress(min(done / total, 0.99), f"{p.scene}: {label} ({done}/{total})")
 
-    outcome = process_scene(ctx.engine, ctx.data_dir, p.scene, _pipeline_params(p.params), on_unit=on_unit)
+    outcome = process(ctx.engine, ctx.data_dir, p, on_unit=on_unit)
     if outcome.status == RunStatus.FAILED:
         scene_failures = [f for f in outcome.failures if f["unit"] == "scene"] or outcome.failures
         f = scene_failures[0]
@@ -238,18 +232,11 @@ def _wait_children(ctx: JobContext, children: dict[int, str]) -> None:
 
 
 def run_export(ctx: JobContext) -> dict[str, Any]:
-    import shutil
-
-    from postprocess.export import STAGING_MARK, check_export_destination, export_dataset
+    """An export under the exports root, as ``reloblur export`` writes it (:func:`postprocess.services.export`)."""
+    from postprocess.services import export
 
     p = ExportParams.model_validate(ctx.job.params)
     root = ctx.settings.resolved_exports_dir  # `out` is relative to the exports root, never the data dir
-    out = root / p.out
-    # the destination rules (symlinks resolved; under the exports root) before anything is touched
-    dest = check_export_destination(out, ctx.data_dir, root, overwrite=p.overwrite, confine=True)
-    if ctx.job.attempts > 1:  # a killed attempt may have left its staging folder (same folder as dest)
-        for stale in dest.parent.glob(f".{dest.name}{STAGING_MARK}*"):
-            shutil.rmtree(stale, ignore_errors=True)
     count = 0
 
     def on_pair(label: str) -> None:
@@ -257,11 +244,12 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
         count += 1
         ctx.progress(count / (count + 1), f"exported {label}")
 
-    summary = export_dataset(ctx.engine, ctx.data_dir, out, p.test_scenes, p.scenes,
-                             overwrite=p.overwrite, on_pair=on_pair, root=root, confine=True)
+    # a killed attempt may have left its staging folder (beside the destination)
+    summary = export(ctx.engine, ctx.data_dir, p, root=root, confine=True, clear_staging=ctx.job.attempts > 1,
+                     on_pair=on_pair)
     # reported relative, never absolute: to the data dir when the export lies in it (as every job's
     # paths, e.g. a deblur job's inputs), else to the exports root; `exports_path`: to the root
-    in_root = summary.out.relative_to(root.resolve()).as_posix()
+    in_root = summary.out.relative_to(Path(root).resolve()).as_posix()
     data = ctx.data_dir.resolve()
     shown = summary.out.relative_to(data).as_posix() if data in summary.out.parents else in_root
     return {"out": shown, "exports_path": in_root, "splits": summary.splits, "pairs": summary.pairs,
@@ -274,7 +262,8 @@ def run_deblur(ctx: JobContext) -> dict[str, Any]:
     from api.http.uploads import develop_dng, is_dng
     from core.filestore import write_png
     from core.models import Product
-    from deblur.infer import ImageInputError, deblur_paths, expand_inputs
+    from deblur.errors import ImageInputError
+    from deblur.services import deblur
 
     p = DeblurParams.model_validate(ctx.job.params)
     checkpoint = ctx.data_dir / p.checkpoint if p.checkpoint else ctx.settings.checkpoint
@@ -296,7 +285,15 @@ def run_deblur(ctx: JobContext) -> dict[str, Any]:
     # temporary 16-bit PNG inside the output folder, removed afterwards.
     develop = out / f".develop-job-{ctx.job.id}"
     originals: dict[Path, Path] = {}
-    rows: list[dict[str, Any]] = []
+
+    def before_image(index: int, total: int, src: Path, stem: Path) -> None:
+        # a progress point (where a cancel stops the job) before each image
+        ctx.progress(0.05 + 0.95 * index / total, f"deblurring {index + 1}/{total}: {src.name}")
+        ctx.will_write_in(out / stem.parent)
+
+    def after_image(row: dict[str, Any]) -> None:
+        ctx.written.extend(Path(row[k]) for k in ("deblurred", "mask", "mask_bin") if row[k] is not None)
+
     try:
         for i, src in enumerate(inputs):
             if src.is_file() and is_dng(src):
@@ -308,15 +305,10 @@ def run_deblur(ctx: JobContext) -> dict[str, Any]:
                     raise ImageInputError(f"{src}: {exc}") from None
                 originals[developed] = src
                 inputs[i] = developed
-        # One image at a time, with a progress point (where a cancel stops the job) before each.
-        images = expand_inputs(inputs)
-        for n, (src, stem) in enumerate(images):
-            ctx.progress(0.05 + 0.95 * n / len(images), f"deblurring {n + 1}/{len(images)}: {src.name}")
-            ctx.will_write_in(out / stem.parent)
-            [row] = deblur_paths(src, checkpoint, out / stem.parent, ctx.settings.device, p.dtype, p.tile,
-                                 progress=False)
-            ctx.written += [Path(row[k]) for k in ("deblurred", "mask", "mask_bin") if row[k] is not None]
-            rows.append(row)
+        request = p.model_copy(update={"inputs": [str(i) for i in inputs], "checkpoint": str(checkpoint),
+                                       "out": str(out)})
+        rows = deblur(request, root=ctx.data_dir, device=ctx.settings.device,
+                      before_image=before_image, after_image=after_image)
     finally:
         shutil.rmtree(develop, ignore_errors=True)
     for r in rows:
@@ -330,19 +322,16 @@ def run_deblur(ctx: JobContext) -> dict[str, Any]:
 
 
 def run_capture(ctx: JobContext) -> dict[str, Any]:
-    from acquisition.backends import motion_hint
-    from acquisition.capture import SceneCapture
-    from acquisition.rig import build_rig, load_rig
-    from acquisition.rig_plan import plan_for_rig
+    """A scene session, as ``reloblur capture`` takes it (:func:`acquisition.services.capture_scene`)."""
+    from acquisition.rig import load_rig
+    from acquisition.services import capture_scene, plan_scene_capture
 
     p = CaptureParams.model_validate(ctx.job.params)
     cfg = load_rig(ctx.settings.rigs_dir, p.rig)
-    if motion_hint(cfg) is None:
-        raise JobFailure(f"rig {p.rig!r} has no simulated scene to take the object distance and speed "
-                         "from: capture on a real rig with `reloblur capture --distance --speed`")
-    plan = plan_for_rig(cfg, sharp_blur_px=p.sharp_blur or 6.0)
+    # a retry continues what the killed attempt stored
+    request = p.model_copy(update={"resume": p.resume or ctx.job.attempts > 1})
+    plan = plan_scene_capture(cfg, request)  # PlanError names what is missing, before the rig opens
     total = p.pairs + 2
-    resume = p.resume or ctx.job.attempts > 1  # a retry continues what the killed attempt stored
     stored = 0
 
     def on_stored(index: int, stage: Any) -> None:
@@ -350,29 +339,25 @@ def run_capture(ctx: JobContext) -> dict[str, Any]:
         stored += 1
         ctx.progress(stored / total, f"{p.scene}: trigger {index} ({stage.kind}) stored")
 
-    with build_rig(cfg) as rig:
-        outcome = SceneCapture(rig, plan, ctx.data_dir, ctx.engine).capture_scene(
-            p.scene, p.pairs, resume=resume, on_stored=on_stored)
+    plan, outcome = capture_scene(cfg, request, ctx.data_dir, ctx.engine, plan=plan, on_stored=on_stored)
     return {"scene": p.scene, "rig": p.rig, "run_id": outcome.run_id, "stored": outcome.stored,
             "already_present": outcome.already_present, "status": outcome.status.value,
             "plan": plan.as_dict()}
 
 
 def run_lightbox(ctx: JobContext) -> dict[str, Any]:
-    """One lightbox flat field per camera, as ``reloblur capture-lightbox`` takes it."""
-    from acquisition.capture import SceneCapture
-    from acquisition.planner import lightbox_plan
-    from acquisition.rig import build_rig, load_rig
+    """One lightbox flat field per camera, as ``reloblur capture-lightbox`` takes it
+    (:func:`acquisition.services.capture_lightbox`)."""
+    from acquisition.rig import load_rig
+    from acquisition.services import capture_lightbox
 
     p = LightboxParams.model_validate(ctx.job.params)
     cfg = load_rig(ctx.settings.rigs_dir, p.rig)
-    plan = lightbox_plan(p.exposure_ms * 1e-3, p.nd)
-    t_short, t_long = plan.short_exposure_s, plan.long_exposure_s
-    ctx.progress(0.0, f"lightbox on {p.rig}: S {t_short * 1e3:.3f} ms, B {t_long * 1e3:.3f} ms")
-    with build_rig(cfg) as rig:
-        outcome = SceneCapture(rig, plan, ctx.data_dir, ctx.engine).capture_lightbox()
+    ctx.progress(0.0, f"lightbox on {p.rig}: S {p.exposure_ms:.3f} ms, B {p.exposure_ms / p.nd:.3f} ms")
+    plan, outcome = capture_lightbox(cfg, p, ctx.data_dir, ctx.engine)
     return {"rig": p.rig, "run_id": outcome.run_id, "stored": outcome.stored,
-            "status": outcome.status.value, "exposure_s": {"S": t_short, "B": t_long}}
+            "status": outcome.status.value,
+            "exposure_s": {"S": plan.short_exposure_s, "B": plan.long_exposure_s}}
 
 
 HANDLERS: dict[JobKind, Callable[[JobContext], dict[str, Any]]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -23,12 +23,15 @@ from pydantic import (
     model_validator,
 )
 
+from acquisition.requests import NAME_PATTERN, LightboxRequest, SceneCaptureRequest
 from acquisition.rig import rig_file
 from core.config import StrictModel, validation_problems
 from core.jobs import JobParamsError
 from core.models import JobKind
 from core.settings import Settings
 from core.text import refuse_control_characters
+from deblur.requests import DeblurRequest
+from postprocess.requests import ExportRequest, ProcessRequest, pipeline_params_dict
 
 MAX_DB_ID = 2_147_483_647
 """The largest database id (a 32-bit signed integer column on PostgreSQL)."""
@@ -74,30 +77,8 @@ class _Params(StrictModel):
         return value
 
 
-def _pipeline_params(data: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Validate pipeline parameters the way ``reloblur process --params`` does (via
-    :class:`postprocess.params.PipelineParams`); returns them with every default filled in."""
-    if data is None:
-        return None
-    from postprocess.params import PipelineParams  # lazy: keeps importing the routes light
-
-    try:
-        return PipelineParams.model_validate(data).model_dump(mode="json")
-    except ValidationError as exc:
-        raise ValueError(f"pipeline parameters: {validation_problems(exc, root='params')[0]}") from None
-
-
-class PostprocessParams(_Params):
-    """One scene through the pipeline; ``params`` as in ``configs/pipeline.yaml`` (default:
-    the built-in parameters)."""
-
-    scene: str = Field(min_length=1, max_length=128)
-    params: dict[str, Any] | None = None
-
-    @field_validator("params")
-    @classmethod
-    def _check_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return _pipeline_params(value)
+class PostprocessParams(_Params, ProcessRequest):
+    """One scene through the pipeline (:class:`postprocess.requests.ProcessRequest`)."""
 
 
 class ReprocessParams(_Params):
@@ -109,7 +90,7 @@ class ReprocessParams(_Params):
     @field_validator("params")
     @classmethod
     def _check_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return _pipeline_params(value)
+        return pipeline_params_dict(value)
 
     @field_validator("scenes")
     @classmethod
@@ -159,15 +140,10 @@ def _export_out(value: str) -> str:
     return value
 
 
-class ExportParams(_Params):
-    """The ReLoBlur layout under ``<exports root>/out`` (the settings' ``resolved_exports_dir``,
-    default ``<data_dir>/exports``); ``out`` is a plain relative path (see :func:`_export_out`);
-    ``test_scenes`` form the test split; ``overwrite`` replaces only a previous export."""
-
-    out: str
-    test_scenes: list[str]
-    scenes: list[str] | None = None
-    overwrite: bool = False
+class ExportParams(_Params, ExportRequest):
+    """An export (:class:`postprocess.requests.ExportRequest`) under ``<exports root>/out`` (the
+    settings' ``resolved_exports_dir``, default ``<data_dir>/exports``); ``out`` is a plain
+    relative path (see :func:`_export_out`)."""
 
     @field_validator("out")
     @classmethod
@@ -175,18 +151,13 @@ class ExportParams(_Params):
         return _export_out(value)
 
 
-class DeblurParams(_Params):
-    """LBAG inference on image files (``inputs``, relative to the data directory: PNG, TIFF, or
-    DNG developed with a plain ISP) and/or products (``product_ids``); ``checkpoint`` relative
-    to the data directory (default: the settings' checkpoint); ``out`` relative to the data
-    directory (default ``deblur/job-<id>``); ``tile`` in pixels (multiple of 4) bounds memory."""
+class DeblurParams(_Params, DeblurRequest):
+    """Inference (:class:`deblur.requests.DeblurRequest`) on image files (``inputs``, relative to
+    the data directory: PNG, TIFF, or DNG developed with a plain ISP) and/or products
+    (``product_ids``); ``checkpoint`` relative to the data directory (default: the settings'
+    checkpoint); ``out`` relative to the data directory (default ``deblur/job-<id>``)."""
 
-    inputs: list[str] = Field(default_factory=list, max_length=1000)
     product_ids: list[ProductId] | None = Field(None, max_length=1000)
-    checkpoint: str | None = None
-    out: str | None = None
-    tile: int | None = Field(None, ge=16)
-    dtype: Literal["fp32", "bf16"] = "fp32"
 
     @field_validator("inputs")
     @classmethod
@@ -205,24 +176,19 @@ class DeblurParams(_Params):
         return self
 
 
-class CaptureParams(_Params):
-    """A scene session on the rig ``rig`` (``<settings.rigs_dir>/<rig>.yaml``): whiteboard,
-    reference and ``pairs`` pairs; ``sharp_blur`` is the blur tolerated in S (px, default 6)."""
+class CaptureParams(_Params, SceneCaptureRequest):
+    """A scene session (:class:`acquisition.services.SceneCaptureRequest`: whiteboard, reference
+    and ``pairs`` pairs, at most 200 per job) on the rig ``rig`` (``<settings.rigs_dir>/<rig>.yaml``)."""
 
-    rig: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
-    scene: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
+    rig: str = Field(pattern=NAME_PATTERN, max_length=128)
     pairs: int = Field(ge=1, le=200)
-    sharp_blur: float | None = Field(None, gt=0)
-    resume: bool = False
 
 
-class LightboxParams(_Params):
-    """One lightbox flat field per camera of the rig ``rig``: camera S exposes ``exposure_ms``
-    (ms), camera B ``exposure_ms / nd`` behind its ND filter of transmittance ``nd``."""
+class LightboxParams(_Params, LightboxRequest):
+    """One lightbox flat field per camera (:class:`acquisition.LightboxRequest`) of the
+    rig ``rig``."""
 
-    rig: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
-    exposure_ms: float = Field(10.0, gt=0, le=10_000)
-    nd: float = Field(1.0, gt=0, le=1)
+    rig: str = Field(pattern=NAME_PATTERN, max_length=128)
 
 
 JOB_PARAMS: dict[JobKind, type[BaseModel]] = {

@@ -46,6 +46,9 @@ def test_pipeline_params_get_their_defaults(settings):
     ("capture", {"rig": "twin", "scene": "s", "pairs": 0}, "pairs"),
     ("capture", {"rig": "../twin", "scene": "s", "pairs": 1}, "rig"),
     ("capture", {"rig": "nope", "scene": "s", "pairs": 1}, "no rig file nope.yaml"),
+    ("capture", {"rig": "twin", "scene": "s", "pairs": 1, "sharp_timing": "middle"},
+     "sharp_timing: must be one of centre, start; got 'middle'"),
+    ("capture", {"rig": "twin", "scene": "s", "pairs": 1, "distance_m": -1}, "distance_m"),
     ("reprocess", {"scenes": []}, "at least one scene"),
     ("train", {}, "unknown job kind 'train'"),
 ])
@@ -56,8 +59,10 @@ def test_bad_params_name_the_field(settings, kind, params, names):
 
 def test_capture_rig_file_is_looked_up_in_the_given_settings(settings, tmp_path):
     kind, model = validate_params("capture", {"rig": "twin", "scene": "s1", "pairs": 2}, settings)
+    # the request of `reloblur capture` (acquisition.services.SceneCaptureRequest) plus the rig
     assert model.model_dump(mode="json") == {"rig": "twin", "scene": "s1", "pairs": 2,
-                                             "sharp_blur": None, "resume": False}
+                                             "sharp_blur": None, "resume": False, "distance_m": None,
+                                             "speed_mps": None, "target_blur_px": None, "sharp_timing": None}
     elsewhere = settings.model_copy(update={"rigs_dir": tmp_path / "rigs"})
     with pytest.raises(JobParamsError, match="no rig file twin.yaml in the rigs folder"):
         validate_params("capture", {"rig": "twin", "scene": "s1", "pairs": 2}, elsewhere)
