@@ -50,7 +50,7 @@ class ExportRequest(StrictModel):
     ``params``: the processing parameters whose products are exported (None: the built-in ones).
     Where ``out`` lies is the caller's: see :func:`postprocess.services.export`."""
 
-    out: str = Field(min_length=1)
+    out: str
     test_scenes: list[str]
     scenes: list[str] | None = None
     overwrite: bool = False

@@ -517,24 +517,24 @@ def test_a_cancel_during_the_last_image_removes_what_the_run_wrote(lab):
     folder ``deblur/job-<id>``, or only its own files in a folder given as ``out``."""
     import deblur.infer as infer
 
-    real = infer.deblur_paths
+    real = infer.deblur_image  # what deblur.services.deblur runs per image, after its progress point
     (lab.data_dir / "deblur/mine").mkdir(parents=True, exist_ok=True)
     (lab.data_dir / "deblur/mine/keep.txt").write_text("not this job's")
     problems = []
     with lab.client() as c:
         for out in (None, "deblur/mine"):
             reached, go_on = threading.Event(), threading.Event()
-            rows: list = []
+            calls: list = []
 
-            def last_image_waits(inputs, *a, reached=reached, go_on=go_on, rows=rows, **kw):
-                result = real(inputs, *a, **kw)
-                rows.extend(result)
-                if len(rows) == 2:
+            def last_image_waits(*a, reached=reached, go_on=go_on, calls=calls, **kw):
+                result = real(*a, **kw)
+                calls.append(1)
+                if len(calls) == 2:  # the last image: deblurred, its files not yet written
                     reached.set()
                     go_on.wait(WAIT_S)
                 return result
 
-            with mock.patch.object(infer, "deblur_paths", last_image_waits):
+            with mock.patch.object(infer, "deblur_image", last_image_waits):
                 job_id = submit_deblur(c, lab, lab.images[:2], **({"out": out} if out else {}))
                 assert reached.wait(WAIT_S), load(lab.engine, job_id).message
                 r = cancel(c, job_id)
