@@ -96,7 +96,7 @@ def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace
     schedule = {"lr_halving_steps": max(1, (3 * args.steps) // 4)}
     if args.recipe_config is not None:
         schedule = {k: args.recipe_config[k] for k in
-                    ("lr_schedule", "warmup_steps", "lr_final_ratio", "lr_halving_steps")}
+                    ("lr_schedule", "warmup_steps", "lr_final_ratio", "lr_halving_steps", "colour_permute")}
     data.update(
         model_kwargs={**data.get("model_kwargs", {}), "num_res": num_res},
         data={

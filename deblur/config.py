@@ -95,7 +95,8 @@ class TrainConfig(_Strict):
 
     Unknown keys are refused (:class:`ConfigError` naming the key). ``loss`` holds
     :class:`deblur.losses.LBAGLossConfig` fields. ``p_blur``: BAPC probability (0.5 released;
-    0 = "without BAPC", uniform crops). ``device``: ``auto`` | ``cpu`` | ``cuda[:i]``. ``amp``
+    0 = "without BAPC", uniform crops). ``colour_permute``: patches' colour channels in a random
+    order (off in the released recipe). ``device``: ``auto`` | ``cpu`` | ``cuda[:i]``. ``amp``
     (``bf16``) and ``channels_last`` apply on CUDA only. ``cpu_amp``: bf16 autocast of the
     forward pass on CPU: ``none`` (default), ``bf16`` (the CPU must have native bf16, see
     :func:`deblur.precision.cpu_bf16_flag`, else :class:`ConfigError`) or ``auto`` (bf16 where
@@ -112,6 +113,7 @@ class TrainConfig(_Strict):
     patch_size: int = Field(256, ge=16)
     p_blur: float = Field(0.5, ge=0.0, le=1.0)
     flips: bool = True
+    colour_permute: bool = False
     batch_size: int = Field(12, ge=1)
     lr: float = Field(1e-4, gt=0)
     lr_halving_steps: int = Field(100_000, ge=1)

@@ -29,7 +29,10 @@ class PatchDataset(Dataset):
 
     Keys are ``(index, crop_seed)`` pairs (from :class:`StepBatchSampler`) or plain indices
     (crop seed = index). The patch is :func:`bapc_crop` with ``p_blur`` (``p_blur=0`` is a
-    uniform crop: "without BAPC"), drawn from ``numpy.random.default_rng(crop_seed)``. Returns
+    uniform crop: "without BAPC"), drawn from ``numpy.random.default_rng(crop_seed)``. With
+    ``colour_permute`` the patch's colour channels are then put in a random order (one of the
+    six, the same for blurred and sharp; drawn from ``default_rng([crop_seed, 1])``, so crops
+    stay those of a run without it): an object's colours vary while its blur does not. Returns
     the sample dict with ``patch_size``² tensors.
     """
 
@@ -40,6 +43,7 @@ class PatchDataset(Dataset):
         p_blur: float = 0.5,
         flips: bool = True,
         erode_px: int = 3,
+        colour_permute: bool = False,
     ) -> None:
         if not 0.0 <= p_blur <= 1.0:
             raise ValueError(f"p_blur must lie in [0, 1], got {p_blur}")
@@ -48,6 +52,7 @@ class PatchDataset(Dataset):
         self.p_blur = float(p_blur)
         self.flips = flips
         self.erode_px = erode_px
+        self.colour_permute = colour_permute
 
     def __len__(self) -> int:
         return len(self.base)
@@ -59,6 +64,9 @@ class PatchDataset(Dataset):
         blur, sharp, mask = bapc_crop(
             blur, sharp, mask, self.patch_size, self.p_blur, rng, self.flips, self.erode_px
         )
+        if self.colour_permute:
+            order = np.random.default_rng([crop_seed, 1]).permutation(blur.shape[2])
+            blur, sharp = np.ascontiguousarray(blur[..., order]), np.ascontiguousarray(sharp[..., order])
         return pair_sample(blur, sharp, mask, sid)
 
 

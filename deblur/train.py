@@ -290,7 +290,7 @@ def train(
 
     end_step = cfg.total_steps if stop_at_step is None else min(cfg.total_steps, stop_at_step)
     train_ds, val_ds = _datasets(cfg)
-    patches = PatchDataset(train_ds, cfg.patch_size, cfg.p_blur, cfg.flips)
+    patches = PatchDataset(train_ds, cfg.patch_size, cfg.p_blur, cfg.flips, colour_permute=cfg.colour_permute)
     sampler = StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, start_step, end_step)
     loader = make_loader(patches, batch_sampler=sampler, num_workers=cfg.num_workers, seed=cfg.seed + start_step)
 

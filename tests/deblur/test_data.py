@@ -376,6 +376,20 @@ def test_patch_sampling_is_step_determined(exported):
     assert torch.equal(again["blur"], b["blur"][0])
 
 
+def test_colour_permutation_reorders_both_images_alike_and_keeps_the_crops(exported):
+    ds = ReLoBlurDataset(exported, "train")
+    plain = PatchDataset(ds, patch_size=32, p_blur=0.5)
+    permuted = PatchDataset(ds, patch_size=32, p_blur=0.5, colour_permute=True)
+    orders = set()
+    for key in [(0, s) for s in range(24)]:
+        a, b = plain[key], permuted[key]
+        order = np.random.default_rng([key[1], 1]).permutation(3)
+        assert torch.equal(b["blur"], a["blur"][order]) and torch.equal(b["sharp"], a["sharp"][order])
+        assert torch.equal(b["mask"], a["mask"])
+        orders.add(tuple(order))
+    assert len(orders) == 6  # every channel order occurs
+
+
 @pytest.mark.parametrize("source", ["reloblur", "twin"])
 def test_loader_with_worker_matches_in_process(exported, source):
     """A worker process gives the same batches; twin rendering in a worker after the parent has
