@@ -48,8 +48,10 @@ class DataConfig(_Strict):
     from the training presets for a scene-disjoint validation). ``cache_pairs`` > 0 keeps that
     many rendered training pairs per data-loader worker (``28·width·height`` bytes each) instead
     of re-rendering a pair for every patch; 0 (the default) renders every time. The preset
-    ``random`` is a different random scene per seed, without the assets in ``exclude_assets``
-    (:func:`hardware_sim.scene_sampler.random_scene`). ``sharp_timing``: the twin's sharp frame at
+    ``random`` is a different random scene per seed, its moving object among ``movers`` (default:
+    the sampler's nine default movers) less ``exclude_assets``, with ``blur_b_px`` (min, max) px
+    of blur in B at the full 2152-px sensor (:func:`hardware_sim.scene_sampler.random_scene`;
+    training scenes only, validation scenes keep the defaults). ``sharp_timing``: the twin's sharp frame at
     the ``centre`` of the blurred one's exposure (default) or at its ``start`` (the paper's timing).
     """
 
@@ -66,6 +68,8 @@ class DataConfig(_Strict):
     noise_sigma: float = Field(0.0, ge=0.0, le=1.0)
     cache_pairs: int = Field(0, ge=0)
     exclude_assets: list[str] = Field(default_factory=list)
+    movers: list[str] | None = None
+    blur_b_px: tuple[float, float] = (20.0, 70.0)
     val_presets: list[str] = Field(default_factory=lambda: ["pedestrian"])
     val_seeds: list[int] = Field(default_factory=lambda: [0])
     val_pairs: int = Field(2, ge=1)
@@ -84,6 +88,8 @@ class DataConfig(_Strict):
             raise ValueError("data.root is required when data.source is 'reloblur'")
         if self.source == "twin" and not self.presets:
             raise ValueError("data.presets must name at least one preset when data.source is 'twin'")
+        if not 1.0 <= self.blur_b_px[0] <= self.blur_b_px[1]:
+            raise ValueError(f"data.blur_b_px must be [min, max] with 1 ≤ min ≤ max px, got {list(self.blur_b_px)}")
         return self
 
 

@@ -146,6 +146,34 @@ def _board() -> Cutout:
     return Cutout("poster", rgb, np.ones(rgb.shape[:2], np.float32))
 
 
+def _newspaper() -> Cutout:
+    """A carried newspaper sheet: scikit-image's scanned book page (fine dark print on paper)."""
+    rgb = srgb_to_linear(_rgb(skimage.data.page()))
+    h, w = rgb.shape[:2]
+    return _crop_to_alpha("newspaper", rgb, _polygon_alpha((h, w), [(2, 2), (w - 3, 2), (w - 3, h - 3), (2, h - 3)]))
+
+
+def _planet() -> Cutout:
+    """A rolling sphere textured with scikit-image's retina photograph (red, veined)."""
+    rgb = srgb_to_linear(skimage.data.retina())
+    return _crop_to_alpha("planet", rgb, _ellipse_alpha(rgb.shape[:2], (705, 705), (650, 650)))
+
+
+def _tray() -> Cutout:
+    """A carried tray of coins: scikit-image's coins photograph, tinted brass."""
+    grey = srgb_to_linear(skimage.data.coins())
+    rgb = grey[..., None] * np.asarray([1.0, 0.78, 0.45], np.float32)
+    h, w = grey.shape
+    return _crop_to_alpha("tray", np.ascontiguousarray(rgb),
+                          _polygon_alpha((h, w), [(2, 2), (w - 3, 2), (w - 3, h - 3), (2, h - 3)]))
+
+
+def _wheel() -> Cutout:
+    """A spinning colour wheel: scikit-image's colorwheel (saturated hues around a white centre)."""
+    rgb = srgb_to_linear(skimage.data.colorwheel())
+    return _crop_to_alpha("wheel", rgb, _ellipse_alpha(rgb.shape[:2], (185, 185), (178, 178)))
+
+
 _CUTOUTS = {
     "motorcycle": _motorcycle,
     "pedestrian": _pedestrian,
@@ -157,6 +185,11 @@ _CUTOUTS = {
     "specimen": _specimen,
     "placard": _placard,
     "poster": _board,
+    # Movers added for the second CPU recipe (not in the sampler's default movers):
+    "newspaper": _newspaper,
+    "planet": _planet,
+    "tray": _tray,
+    "wheel": _wheel,
 }
 CUTOUT_NAMES = tuple(sorted(_CUTOUTS))
 

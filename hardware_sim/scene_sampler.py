@@ -11,11 +11,14 @@ length in pixels scales with the width):
 
 - object distance 5–25 m, imaged object height 15–45 % of the frame height;
 - a straight or bowed path across 30–60 % of the frame width, left to right or back;
-- blur in B's exposure 20–70 px (Eq. 2 gives tS for 2.5–5 px of blur in S at speeds of
-  1–8 m/s, and the ND transmittance τ = S blur / B blur), spin up to ±400 °/s for the ball and the disc.
+- blur in B's exposure 20–70 px by default (``blur_b_px``; Eq. 2 gives tS for 2.5–5 px of blur
+  in S at speeds of 1–8 m/s, and the ND transmittance τ = S blur / B blur), spin up to ±400 °/s
+  for the round movers (ball, disc, planet, wheel).
 
-``exclude_assets`` keeps assets out of the moving objects and props (e.g. ``("pedestrian",)``
-so that the ``pedestrian`` preset stays a scene-disjoint test scene).
+``movers`` chooses the moving objects among :data:`MOVING_ASSETS` (default
+:data:`DEFAULT_MOVERS`, the nine of the first recipe, so that a seed's scene never changes when
+assets are added); ``exclude_assets`` keeps assets out of the moving objects and props (e.g.
+``("pedestrian",)`` so that the ``pedestrian`` preset stays a scene-disjoint test scene).
 """
 
 from __future__ import annotations
@@ -27,26 +30,35 @@ import numpy as np
 from hardware_sim.assets import BACKGROUND_NAMES, CUTOUT_NAMES
 from hardware_sim.spec import OpticsSpec, SceneSpec, parse_scene
 
-__all__ = ["RANDOM_PRESET", "MOVING_ASSETS", "SPINNING_ASSETS", "random_scene"]
+__all__ = ["RANDOM_PRESET", "MOVING_ASSETS", "DEFAULT_MOVERS", "SPINNING_ASSETS", "DEFAULT_BLUR_B_PX",
+           "random_scene"]
 
 #: The name that stands for "a random scene per seed" where preset names are accepted.
 RANDOM_PRESET = "random"
 #: Cut-outs that can move (the poster is a flat static prop).
 MOVING_ASSETS = tuple(name for name in CUTOUT_NAMES if name != "poster")
-#: Movers that may spin as they travel (round, thrown objects).
-SPINNING_ASSETS = ("ball", "disc")
+#: The movers a random scene draws from by default (the first nine cut-outs; later assets are
+#: opt-in through ``movers`` so that existing seeds keep their scenes).
+DEFAULT_MOVERS = ("ball", "cameraman", "cat", "disc", "horse", "motorcycle", "pedestrian", "placard", "specimen")
+#: Movers that may spin as they travel (round, thrown or rolling objects).
+SPINNING_ASSETS = ("ball", "disc", "planet", "wheel")
+#: Default range of the blur length in B (px at the full 2152-px sensor).
+DEFAULT_BLUR_B_PX = (20.0, 70.0)
 
 FULL_HEIGHT_PX = 1436
 
 
-def random_scene(seed: int, exclude_assets: Iterable[str] = ()) -> SceneSpec:
+def random_scene(seed: int, exclude_assets: Iterable[str] = (), movers: Iterable[str] | None = None,
+                 blur_b_px: tuple[float, float] = DEFAULT_BLUR_B_PX) -> SceneSpec:
     """A valid random scene at the full 2152×1436 sensor, determined by ``seed`` (int ≥ 0).
 
-    The moving asset and the background follow the seed in turn (every pairing once in each
-    run of ``len(moving assets) × len(backgrounds)`` seeds); the rest is drawn at random.
+    The moving asset (among ``movers``, default :data:`DEFAULT_MOVERS`, less ``exclude_assets``)
+    and the background follow the seed in turn (every pairing once in each run of
+    ``len(movers) × len(backgrounds)`` seeds); the rest is drawn at random. ``blur_b_px``:
+    (min, max) blur length in B, px at the full sensor, 1 ≤ min ≤ max.
 
-    Raises ``ValueError`` when ``exclude_assets`` names an unknown asset or leaves no moving
-    asset to choose from.
+    Raises ``ValueError`` when ``movers`` or ``exclude_assets`` names an unknown asset, when no
+    moving asset is left to choose from, or when ``blur_b_px`` is not an ordered range ≥ 1 px.
     """
     seed = int(seed)
     if seed < 0:
@@ -55,9 +67,16 @@ def random_scene(seed: int, exclude_assets: Iterable[str] = ()) -> SceneSpec:
     unknown = excluded - set(CUTOUT_NAMES)
     if unknown:
         raise ValueError(f"unknown asset(s) {sorted(unknown)} in exclude_assets; known: {', '.join(CUTOUT_NAMES)}")
-    movers = [a for a in MOVING_ASSETS if a not in excluded]
+    chosen = DEFAULT_MOVERS if movers is None else tuple(movers)
+    not_movers = set(chosen) - set(MOVING_ASSETS)
+    if not_movers:
+        raise ValueError(f"movers {sorted(not_movers)} cannot move; moving assets: {', '.join(MOVING_ASSETS)}")
+    blur_lo, blur_hi = (float(v) for v in blur_b_px)
+    if not 1.0 <= blur_lo <= blur_hi:
+        raise ValueError(f"blur_b_px must be (min, max) with 1 ≤ min ≤ max px, got {tuple(blur_b_px)}")
+    movers = [a for a in MOVING_ASSETS if a in chosen and a not in excluded]
     if not movers:
-        raise ValueError(f"exclude_assets {sorted(excluded)} leaves no moving asset")
+        raise ValueError(f"exclude_assets {sorted(excluded)} leaves no moving asset among {', '.join(chosen)}")
     rng = np.random.default_rng([seed, 0x5CE1E])
 
     # Object and background cycle through every combination (stratified rather than drawn), so
@@ -80,7 +99,7 @@ def random_scene(seed: int, exclude_assets: Iterable[str] = ()) -> SceneSpec:
     bow = float(rng.uniform(-0.15, 0.15)) if rng.random() < 0.5 else 0.0
 
     sharp_blur_px = float(rng.uniform(2.5, 5.0))
-    blur_b_px = float(rng.uniform(20.0, 70.0))
+    b_blur_px = float(rng.uniform(blur_lo, blur_hi))
     props = []
     if rng.random() < 0.5 and "poster" not in excluded:
         props.append({
@@ -106,5 +125,5 @@ def random_scene(seed: int, exclude_assets: Iterable[str] = ()) -> SceneSpec:
             },
         }],
         "exposure": {"sharp_blur_px": round(sharp_blur_px, 3),
-                     "nd_transmittance": round(sharp_blur_px / blur_b_px, 4)},
+                     "nd_transmittance": round(sharp_blur_px / b_blur_px, 4)},
     })

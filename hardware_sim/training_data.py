@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from core import layouts, srgb
 from core.filestore import write_mask_png, write_png
 from core.samples import pair_sample
-from hardware_sim.scene_sampler import RANDOM_PRESET, random_scene
+from hardware_sim.scene_sampler import DEFAULT_BLUR_B_PX, RANDOM_PRESET, random_scene
 from hardware_sim.spec import SHARP_TIMINGS, load_preset, with_sensor_size, with_sharp_timing
 from hardware_sim.twin import RigTwin
 
@@ -49,7 +49,9 @@ class TwinPairDataset(Dataset):
 
     The preset name ``"random"`` stands for a different scene per seed
     (:func:`hardware_sim.scene_sampler.random_scene`: background, moving object, path, speed
-    and exposures drawn from the seed; ``exclude_assets`` keeps assets such as ``pedestrian``
+    and exposures drawn from the seed, the object among ``movers`` (default: the sampler's
+    default movers) with ``blur_b_px`` (min, max) px of blur in B at the full sensor;
+    ``exclude_assets`` keeps assets such as ``pedestrian``
     out of them so that a preset made of those stays scene-disjoint). Training on many random
     scenes rather than the two or three fixed presets keeps a model from learning the scenes
     instead of the deblurring.
@@ -74,6 +76,8 @@ class TwinPairDataset(Dataset):
         cache_pairs: int = 0,
         exclude_assets: Sequence[str] = (),
         sharp_timing: Literal["centre", "start"] = "centre",
+        movers: Sequence[str] | None = None,
+        blur_b_px: tuple[float, float] = DEFAULT_BLUR_B_PX,
     ) -> None:
         if not presets:
             raise ValueError("TwinPairDataset needs at least one preset")
@@ -98,13 +102,15 @@ class TwinPairDataset(Dataset):
         self.cache_pairs = int(cache_pairs)
         self._pairs: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self.exclude_assets = tuple(exclude_assets)
+        self.movers = None if movers is None else tuple(movers)
+        self.blur_b_px = (float(blur_b_px[0]), float(blur_b_px[1]))
         # Validate the presets, sizes and exclusions up front (named errors from hardware_sim).
         self._specs: dict[tuple[str, int], Any] = {}
         for p in self.presets:
             fixed = None if p == RANDOM_PRESET else with_sensor_size(load_preset(p), self.width, self.height)
             for seed in self.seeds:
                 spec = fixed if fixed is not None else with_sensor_size(
-                    random_scene(seed, self.exclude_assets), self.width, self.height
+                    random_scene(seed, self.exclude_assets, self.movers, self.blur_b_px), self.width, self.height
                 )
                 self._specs[(p, seed)] = with_sharp_timing(spec, sharp_timing)
         self._twins: OrderedDict[tuple[str, int], Any] = OrderedDict()
@@ -258,13 +264,14 @@ def export_twin_dataset(
 def training_datasets(data: Any, split: Literal["train", "val"], seed: int) -> TwinPairDataset | None:
     """The ``twin`` source of ``deblur.train``: ``data`` is its ``DataConfig`` (``presets``,
     ``width``, ``height``, ``seeds``, ``pairs_per_scene``, ``noise_sigma``, ``cache_pairs``,
-    ``exclude_assets``, ``sharp_timing``; for ``val``: ``val_presets``, ``val_seeds``,
+    ``exclude_assets``, ``movers``, ``blur_b_px``, ``sharp_timing``; for ``val``: ``val_presets``, ``val_seeds``,
     ``val_pairs``). ``val`` without ``val_presets`` → ``None``. ``seed``: the run's seed (the
     training noise's)."""
     if split == "train":
         return TwinPairDataset(
             data.presets, data.width, data.height, data.seeds, data.pairs_per_scene, data.noise_sigma, seed,
             cache_pairs=data.cache_pairs, exclude_assets=data.exclude_assets, sharp_timing=data.sharp_timing,
+            movers=data.movers, blur_b_px=tuple(data.blur_b_px),
         )
     if not data.val_presets:
         return None

@@ -359,6 +359,28 @@ def test_twin_random_preset_is_a_new_scene_per_seed_without_excluded_assets():
         TwinPairDataset(["random"], W, H, exclude_assets=["unicorn"])
 
 
+def test_twin_random_scenes_take_the_configured_movers_and_blur_range():
+    """``data.movers`` and ``data.blur_b_px`` reach the training scenes (and only them)."""
+    from deblur.config import ConfigError, parse_config
+    from deblur.train import _datasets
+
+    cfg = parse_config({"data": {"source": "twin", "presets": ["random"], "width": W, "height": H,
+                                 "seeds": list(range(8)), "pairs_per_scene": 1,
+                                 "movers": ["wheel", "tray"], "blur_b_px": [80, 90],
+                                 "val_presets": ["random"], "val_seeds": [0]}})
+    train_ds, val_ds = _datasets(cfg)
+    specs = [train_ds._specs[("random", s)] for s in range(8)]
+    assert {spec.objects[0].asset for spec in specs} == {"wheel", "tray"}
+    scale = 2152 / W  # blur_b_px is in pixels of the full sensor
+    assert all(79.9 <= spec.blur_px(spec.long_exposure_s) * scale <= 90.1 for spec in specs)
+    val_spec = val_ds._specs[("random", 0)]
+    assert val_spec.blur_px(val_spec.long_exposure_s) * scale <= 70.1
+    with pytest.raises(ConfigError, match="blur_b_px"):
+        parse_config({"data": {"source": "twin", "blur_b_px": [40, 20]}})
+    with pytest.raises(ValueError, match="cannot move"):
+        TwinPairDataset(["random"], W, H, movers=["poster"])
+
+
 def test_patch_sampling_is_step_determined(exported):
     ds = ReLoBlurDataset(exported, "train")
     patches = PatchDataset(ds, patch_size=32, p_blur=0.5)

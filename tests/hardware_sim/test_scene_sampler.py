@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hardware_sim.assets import BACKGROUND_NAMES, CUTOUT_NAMES, cutout
-from hardware_sim.scene_sampler import MOVING_ASSETS, SPINNING_ASSETS, random_scene
+from hardware_sim.scene_sampler import DEFAULT_MOVERS, MOVING_ASSETS, SPINNING_ASSETS, random_scene
 from hardware_sim.spec import with_sensor_size
 from hardware_sim.twin import RigTwin
 
@@ -23,10 +23,38 @@ def test_same_seed_same_scene_other_seed_other_scene():
 
 
 def test_consecutive_seeds_cover_every_object_and_background():
-    movers = [a for a in MOVING_ASSETS if a not in EXCLUDE]
+    movers = [a for a in DEFAULT_MOVERS if a not in EXCLUDE]
     n = len(movers) * len(BACKGROUND_NAMES)
     pairings = {(s.objects[0].asset, s.background) for s in (random_scene(i, EXCLUDE) for i in range(n))}
     assert pairings == set(itertools.product(movers, BACKGROUND_NAMES))
+
+
+def test_chosen_movers_are_cycled_and_the_default_scenes_do_not_change():
+    """``movers`` picks the objects (every pairing once per cycle); naming the default movers
+    gives exactly the default scenes, so adding assets leaves existing seeds' scenes alone."""
+    assert set(DEFAULT_MOVERS) < set(MOVING_ASSETS)
+    extra = sorted(set(MOVING_ASSETS) - set(DEFAULT_MOVERS))
+    movers = ["ball", *extra]
+    n = len(movers) * len(BACKGROUND_NAMES)
+    pairings = {(s.objects[0].asset, s.background) for s in (random_scene(i, (), movers) for i in range(n))}
+    assert pairings == set(itertools.product(movers, BACKGROUND_NAMES))
+    for seed in range(12):
+        assert random_scene(seed, EXCLUDE, DEFAULT_MOVERS) == random_scene(seed, EXCLUDE)
+        assert random_scene(seed, EXCLUDE, MOVING_ASSETS).objects[0].asset in MOVING_ASSETS
+
+
+def test_the_blur_range_is_honoured_and_bad_ranges_are_named():
+    blurs = [random_scene(seed, EXCLUDE, blur_b_px=(60, 90)) for seed in range(30)]
+    lengths = [spec.blur_px(spec.long_exposure_s) for spec in blurs]
+    assert min(lengths) >= 59.9 and max(lengths) <= 90.1 and max(lengths) > 80
+    with pytest.raises(ValueError, match="blur_b_px"):
+        random_scene(0, blur_b_px=(50, 20))
+    with pytest.raises(ValueError, match="blur_b_px"):
+        random_scene(0, blur_b_px=(0.5, 20))
+    with pytest.raises(ValueError, match="cannot move"):
+        random_scene(0, movers=["poster"])
+    with pytest.raises(ValueError, match="cannot move"):
+        random_scene(0, movers=["unicorn"])
 
 
 def test_scenes_stay_within_the_documented_ranges():
@@ -56,7 +84,7 @@ def test_excluded_assets_never_appear_and_bad_exclusions_are_named():
     with pytest.raises(ValueError, match="unknown asset"):
         random_scene(0, ("unicorn",))
     with pytest.raises(ValueError, match="no moving asset"):
-        random_scene(0, MOVING_ASSETS)
+        random_scene(0, DEFAULT_MOVERS)
     with pytest.raises(ValueError, match="seed"):
         random_scene(-1)
 
