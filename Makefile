@@ -20,7 +20,13 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The console's browser tests drive Debian's Chromium: installed here when missing and possible
+# (as root with apt-get); without it those tests skip and say why.
 test: $(STAMP) lint
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	  echo "no Chromium: the console's browser tests will skip"
 	$(BIN)/python -m pytest
 
 # The main job (SQLite in var/, the simulated rig, jobs on a local Dask cluster):

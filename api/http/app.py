@@ -31,6 +31,8 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from api.console.pages import mount_console
+from api.console.session import CsrfError
 from api.http import auth
 from api.http.deps import Database, LoadedModel
 from api.http.errors import ModelUnavailableError, PayloadTooLargeError
@@ -44,6 +46,7 @@ from api.http.readcache import ReadCache, change_watch
 from api.http.routes import ROUTERS
 from api.http.routes.health import router as health_router
 from api.http.schemas import ErrorOut
+from api.http.security_headers import SecurityHeadersMiddleware
 from core import __version__
 from core.db import make_engine, session_factory
 from core.errors import UserError, http_status_of
@@ -115,6 +118,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(auth.AuthenticationError, unauthenticated)
     app.add_exception_handler(auth.PermissionDeniedError, forbidden)
+    app.add_exception_handler(CsrfError, forbidden)
     app.add_exception_handler(PayloadTooLargeError, too_large)
     app.add_exception_handler(ModelUnavailableError, unavailable)
     # Errors a user can cause: a UserError (its class names the status) or a plain ValueError.
@@ -195,10 +199,12 @@ def create_app(
     app.include_router(health_router, prefix=API_PREFIX, responses=EDGE_RESPONSES)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX, responses=COMMON_RESPONSES)
+    mount_console(app)
     app.add_middleware(CachedReadMiddleware, state=app.state)
     app.add_middleware(WriteRequestsMiddleware, state=app.state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.max_upload_mb * (1 << 20)))
     app.add_middleware(ControlCharactersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, docs_path=f"{API_PREFIX}/docs")
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -28,6 +28,7 @@ from pydantic_core import to_json
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.console import session as console_session
 from api.http import auth
 from api.http.readcache import ReadCache
 from api.jobs.params import MAX_DB_ID
@@ -237,8 +238,17 @@ async def current_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiToken:
-    """The caller's active token (401 otherwise): from the token cache, else the database."""
-    secret = auth.require_secret(credentials.credentials if credentials else None)
+    """The caller's active token (401 otherwise): from the token cache, else the database.
+
+    The token comes from ``Authorization: Bearer``, else from the console's session cookie; a
+    state-changing request made with the cookie must pass the CSRF check
+    (:func:`api.console.session.check_csrf`, 403 otherwise)."""
+    secret = credentials.credentials if credentials else None
+    if not secret:
+        secret = console_session.cookie_secret(request)
+        if secret:
+            console_session.check_csrf(request, secret)
+    secret = auth.require_secret(secret)
     cache: auth.TokenCache = request.app.state.token_cache
     key = auth.hash_secret(secret)
     db: Database = request.app.state.database

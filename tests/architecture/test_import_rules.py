@@ -9,7 +9,8 @@
 - inside api: a routes module never imports another routes module (what routes share lives in
   ``api.http``: deps, submit, rig_service); nothing outside ``api.cli`` imports the CLI; and
   ``api.jobs`` uses nothing of ``api.http`` but the upload checks (a deblur job's DNG inputs are
-  decoded as an upload is).
+  decoded as an upload is); ``api.console`` (the web pages) uses nothing of ``api.http`` but
+  token verification (``api.http.auth``): its pages read their data through the REST API.
 """
 
 from __future__ import annotations
@@ -111,3 +112,18 @@ def test_jobs_use_of_http_is_the_upload_checks_only():
         and e.target not in JOBS_MAY_USE_FROM_HTTP
     )
     assert not wrong, f"api.jobs may use only {sorted(JOBS_MAY_USE_FROM_HTTP)} of api.http:\n" + "\n".join(wrong)
+
+
+CONSOLE_MAY_USE_FROM_HTTP = {"api.http.auth"}
+
+
+def test_the_console_uses_only_token_checks_of_the_http_package():
+    wrong = [
+        f"{e.module} -> {e.target}"
+        for e in EDGES
+        if (e.module == "api.console" or e.module.startswith("api.console."))
+        and (e.target == "api.http" or e.target.startswith("api.http."))
+        and e.target not in CONSOLE_MAY_USE_FROM_HTTP
+    ]
+    assert ("api.console.pages", "api.http.auth") in {(e.module, e.target) for e in EDGES}
+    assert not wrong, f"api.console may use only {sorted(CONSOLE_MAY_USE_FROM_HTTP)} of api.http:\n" + "\n".join(wrong)

@@ -35,7 +35,9 @@ def test_conformance_under_fuzzing(shared_live):
     failures: list[str] = []
     statuses: set[int] = set()
     operations = [r.ok() for r in schema.get_all_operations()]
-    operations = [op for op in operations if op.method.upper() != "DELETE"]
+    # DELETE would revoke the fuzzer's own token; the job event stream never ends by itself
+    # (tests/api/test_console_http.py checks it).
+    operations = [op for op in operations if op.method.upper() != "DELETE" and not op.path.endswith("/jobs/events")]
     assert len(operations) > 25
     checks = _checks()
 

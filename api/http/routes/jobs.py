@@ -7,7 +7,14 @@ the job stays ``queued`` until a runner elsewhere takes it.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.http.deps import (
@@ -30,7 +37,7 @@ from api.jobs.params import (
     ReprocessParams,
 )
 from core import jobs
-from core.models import JobKind, JobStatus
+from core.models import Job, JobKind, JobStatus
 
 router = APIRouter(tags=["jobs"])
 
@@ -64,6 +71,89 @@ async def get_job(job_id: IdPath, request: Request, db: DbDep, _: ViewerToken) -
 
 def _get_job(session: Session, job_id: int) -> JobOut:
     return JobOut.model_validate(jobs.get_job(session, job_id))
+
+
+EVENT_POLL_S = 0.05
+"""How often the event stream checks the database's change version (s); it queries only when
+the version moved (at most every ``EVENT_QUERY_S`` without a change watch)."""
+EVENT_QUERY_S = 0.25
+HEARTBEAT_S = 15.0
+STREAM_MAX_S = 600.0
+"""A stream ends after this long (s); the browser's EventSource reconnects with Last-Event-ID."""
+EVENT_BATCH = 200
+
+
+def _event_id(moment: datetime) -> str:
+    return str(int(moment.astimezone(UTC).timestamp() * 1_000_000))
+
+
+def _parse_since(last_event_id: str | None, since: str | None) -> datetime | None:
+    raw = last_event_id or since
+    if not raw:
+        return None
+    try:
+        if raw.isdigit():
+            return datetime.fromtimestamp(int(raw) / 1_000_000, UTC)
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise HTTPException(422, f"since / Last-Event-ID must be an event id or an ISO time, got {raw[:40]!r}") from None
+
+
+def _changed_jobs(session: Session, after: datetime, inclusive: bool) -> list[JobOut]:
+    cond = Job.updated_at >= after if inclusive else Job.updated_at > after
+    rows = session.scalars(select(Job).where(cond).order_by(Job.updated_at, Job.id).limit(EVENT_BATCH))
+    return [JobOut.model_validate(j) for j in rows]
+
+
+@router.get(
+    "/jobs/events",
+    summary="Job changes as server-sent events (text/event-stream)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "One `job` event per change."}},
+)
+async def job_events(
+    request: Request,
+    db: DbDep,
+    _: ViewerToken,
+    since: str | None = Query(None, max_length=40, description="Send the jobs changed at or after this "
+                              "moment first (an event id or an ISO time); default: only new changes."),
+    last_event_id: str | None = Header(None, max_length=40),
+) -> StreamingResponse:
+    """A ``job`` event (``data``: the job as ``GET /jobs/{id}`` gives it; ``id``: its
+    ``updated_at`` in µs since the epoch) each time a job changes. A browser's ``EventSource``
+    that lost the connection reconnects with ``Last-Event-ID`` and gets every change made
+    meanwhile, in order. A comment line every 15 s keeps idle connections open; a stream ends
+    after 10 min (the browser reconnects and resumes)."""
+    start = _parse_since(last_event_id, since)
+    cache = db.cache
+
+    async def stream() -> AsyncIterator[bytes]:
+        after, inclusive = (start, True) if start is not None else (datetime.now(UTC), False)
+        seen_version, queried, beat = None, 0.0, time.monotonic()
+        ends = beat + STREAM_MAX_S
+        yield b"retry: 1000\n\n"
+        while not await request.is_disconnected() and time.monotonic() < ends:
+            now = time.monotonic()
+            version = cache.version() if cache is not None else None
+            due = version is None or version != seen_version or now - queried > HEARTBEAT_S
+            if due and (version is not None or now - queried >= EVENT_QUERY_S):
+                seen_version, queried = version, now
+                changed = await db.run(_changed_jobs, after, inclusive)
+                for job in changed:
+                    yield (f"id: {_event_id(job.updated_at)}\nevent: job\n"
+                           f"data: {job.model_dump_json()}\n\n").encode()
+                if changed:
+                    after, inclusive = changed[-1].updated_at, False
+                    if len(changed) == EVENT_BATCH:
+                        continue
+            if now - beat > HEARTBEAT_S:
+                beat = now
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(EVENT_POLL_S)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.post(

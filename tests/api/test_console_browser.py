@@ -1,0 +1,212 @@
+"""The console in a real headless Chromium (Debian's chromium + chromium-driver, driven by
+Selenium) against a real ``reloblur`` service on loopback: sign-in, the role shown, the live
+exposure-plan preview and its refusal, live job progress by server-sent events, token
+management and a revoked session refused, an automated accessibility check (axe-core, shipped
+in the ``axe-selenium-python`` package), and no token in any URL or log line. Screenshots of
+every page go to ``$RELOBLUR_TEST_OUTPUT/console`` (default ``var/test-output/console``).
+
+Skipped, with the reason, only where no Chromium or ChromeDriver is installed (``make test``
+installs them with apt-get when it can).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from core import jobs
+from core.db import session_factory
+
+REPO = Path(__file__).resolve().parents[2]
+OUTPUT = Path(os.environ.get("RELOBLUR_TEST_OUTPUT", REPO / "var" / "test-output")) / "console"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="no Chromium/ChromeDriver here (apt-get install chromium chromium-driver; `make test` tries)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,900", "--disable-extensions", "--no-first-run"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, condition, timeout=15.0, what="condition"):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.02,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(condition, message=f"waiting for {what}")
+
+
+def _shot(driver, name: str) -> Path:
+    path = OUTPUT / f"{name}.png"
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 5000
+    return path
+
+
+def _sign_in(driver, base: str, secret: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{base}/signin")
+    field = driver.find_element(By.ID, "token")
+    field.send_keys(secret)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait(driver, lambda d: d.current_url.rstrip("/") == base, what="the overview after sign-in")
+
+
+def _axe(driver) -> list[dict]:
+    """Serious or critical accessibility violations of the page (axe-core, WCAG 2 A/AA rules)."""
+    import axe_selenium_python
+
+    source = Path(axe_selenium_python.__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+    driver.execute_script(source.read_text(encoding="utf-8"))
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']}})"
+        ".then(r => done(r.violations)).catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e)}]));")
+    return [v for v in result if v.get("impact") in ("serious", "critical")]
+
+
+def _page_ready(driver, element_id: str):
+    from selenium.webdriver.common.by import By
+
+    return _wait(driver, lambda d: d.find_element(By.ID, element_id), what=element_id)
+
+
+def test_console_in_a_real_browser(live, browser, caplog):
+    """One operator's and one admin's walk through the console (module docstring)."""
+    from selenium.webdriver.common.by import By
+
+    caplog.set_level(logging.INFO)
+    driver, base = browser, live.url.replace("127.0.0.1", "localhost")
+
+    # No page works without a session.
+    driver.delete_all_cookies()
+    driver.get(f"{base}/jobs")
+    assert driver.current_url.endswith("/signin")
+    _shot(driver, "01_signin")
+    assert not _axe(driver), _axe(driver)
+
+    # Sign in as the operator: the role is shown, the admin's page is not offered.
+    _sign_in(driver, base, live.tokens["operator"])
+    who = driver.find_element(By.ID, "who")
+    assert who.get_attribute("data-role") == "operator" and "operator" in who.text
+    assert not driver.find_elements(By.CSS_SELECTOR, 'nav a[href="/tokens"]')
+    _wait(driver, lambda d: d.find_element(By.ID, "health").text, what="the service facts")
+    cookie = driver.get_cookie("reloblur_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert driver.execute_script("return document.cookie") == ""  # page scripts cannot read it
+    _shot(driver, "02_overview")
+    assert not _axe(driver), _axe(driver)
+
+    # Rigs: the plan preview follows the form; a plan the rig cannot honour shows its reason.
+    driver.get(f"{base}/rigs")
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '#rigs tr[data-rig="twin"]'), what="the rig list")
+    plan = _page_ready(driver, "plan")
+    _wait(driver, lambda d: plan.get_attribute("data-state") == "ok", what="the first plan")
+    first = plan.text
+    assert "tS (sharp exposure)" in first and "Blur in B" in first
+    distance = driver.find_element(By.ID, "plan-distance")
+    speed = driver.find_element(By.ID, "plan-speed")
+    distance.send_keys("12")
+    speed.send_keys("3")
+    _wait(driver, lambda d: plan.get_attribute("data-state") == "ok" and plan.text != first, what="a new plan")
+    _shot(driver, "03_rigs_plan")
+    assert not _axe(driver), _axe(driver)
+    speed.clear()
+    speed.send_keys("5000")
+    error = driver.find_element(By.ID, "plan-error")
+    _wait(driver, lambda d: plan.get_attribute("data-state") == "refused" and error.is_displayed(),
+          what="the refusal")
+    assert error.text.startswith("plan refused:") and len(error.text) > 20
+    _shot(driver, "04_rigs_plan_refused")
+
+    # Jobs: progress reported by a worker reaches the page through the event stream.
+    with session_factory(live.engine)() as s:
+        job = jobs.create_job(s, "deblur", {"inputs": ["demo"]}, max_attempts=1)
+        s.commit()
+        job_id = job.id
+    driver.get(f"{base}/jobs")
+    _wait(driver, lambda d: d.find_element(By.ID, "live").get_attribute("data-state") == "live", what="the stream")
+    _wait(driver, lambda d: d.find_elements(By.ID, f"job-{job_id}"), what="the job row")
+    jobs.claim(live.engine, job_id, "browser-test")
+    latencies = []
+    for step in (0.25, 0.5, 0.75):
+        began = time.perf_counter()
+        jobs.report_progress(live.engine, job_id, step, f"image {int(step * 4)} of 4")
+        _wait(driver, lambda d, step=step: float(
+            d.find_element(By.CSS_SELECTOR, f"#job-{job_id} progress").get_attribute("value")) == step,
+            timeout=5, what=f"progress {step}")
+        latencies.append(time.perf_counter() - began)
+    assert max(latencies) < 2.0, latencies  # live, not polled every few seconds
+    assert driver.find_elements(By.CSS_SELECTOR, f"#job-{job_id} button")  # the operator may cancel
+    _shot(driver, "05_jobs_live")
+    assert not _axe(driver), _axe(driver)
+    driver.find_element(By.CSS_SELECTOR, f"#job-{job_id} button").click()
+    _wait(driver, lambda d: "cancel" in d.find_element(By.ID, "status").text, what="the cancel")
+    with pytest.raises(jobs.JobCancelled):  # the worker's next report meets the cancel...
+        jobs.report_progress(live.engine, job_id, 0.8)
+    jobs.cancel_finished(live.engine, job_id)  # ...and it stops, as the job runner does
+    _wait(driver, lambda d: d.find_element(By.ID, f"job-{job_id}").get_attribute("data-status") == "cancelled",
+          what="the cancelled job")
+
+    # The admin: create a token (the secret shown once), then revoke the operator's.
+    _sign_in(driver, base, live.tokens["admin"])
+    driver.get(f"{base}/tokens")
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '#tokens tr[data-token="test-operator"]'), what="tokens")
+    driver.find_element(By.ID, "token-name").send_keys("browser-made")
+    driver.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    secret_box = driver.find_element(By.ID, "secret")
+    _wait(driver, lambda d: secret_box.is_displayed(), what="the new secret")
+    new_secret = driver.find_element(By.ID, "secret-value").get_attribute("value")
+    assert len(new_secret) >= 40
+    _shot(driver, "06_tokens")
+    assert not _axe(driver), _axe(driver)
+    row = driver.find_element(By.CSS_SELECTOR, '#tokens tr[data-token="test-operator"]')
+    row.find_element(By.TAG_NAME, "button").click()
+    _wait(driver, lambda d: "revoked" in d.find_element(By.CSS_SELECTOR, '#tokens tr[data-token="test-operator"]').text,
+          what="the revocation")
+
+    # The operator's session is refused at once; the new token signs in.
+    _sign_in(driver, base, new_secret)
+    driver.delete_all_cookies()
+    driver.get(f"{base}/signin")
+    driver.find_element(By.ID, "token").send_keys(live.tokens["operator"])
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    alert = _wait(driver, lambda d: d.find_element(By.ID, "signin-error"), what="the refusal")
+    assert "revoked" in alert.text
+    _shot(driver, "07_revoked_refused")
+
+    # No token in any URL the browser asked for, nor in any log line of the service.
+    urls = [json.loads(entry["message"])["message"].get("params", {}).get("request", {}).get("url", "")
+            for entry in driver.get_log("performance")]
+    secrets = [v for k, v in live.tokens.items()] + [new_secret]
+    assert urls and not [u for u in urls if any(s in u for s in secrets)]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "console sign-in" in logged
+    assert not [s for s in secrets if s in logged]

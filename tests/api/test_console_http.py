@@ -1,0 +1,164 @@
+"""The console over plain HTTP: sign-in and its cookie, pages by role, the CSRF and origin
+checks on cookie-authenticated writes, the security headers, the job event stream."""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import closing
+
+import httpx
+import pytest
+
+from api.console.session import COOKIE_NAME, csrf_token
+from api.http.security_headers import CONTENT_SECURITY_POLICY
+from core import jobs
+from core.db import session_factory
+
+
+def _signed_in(live, role: str) -> tuple[httpx.Client, str]:
+    """A client holding a console session of ``role`` and the CSRF token its pages carry."""
+    client = httpx.Client(base_url=live.url, timeout=30)
+    answer = client.post("/signin", data={"token": live.tokens[role]})
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+    page = client.get("/jobs").text
+    return client, re.search(r'name="csrf-token" content="([0-9a-f]{64})"', page).group(1)
+
+
+def test_pages_need_a_session_and_sign_in_sets_a_strict_httponly_cookie(live):
+    with httpx.Client(base_url=live.url, timeout=30) as anon:
+        for path in ("/", "/rigs", "/jobs", "/tokens"):
+            answer = anon.get(path)
+            assert answer.status_code == 303 and answer.headers["location"] == "/signin", path
+        assert anon.get("/signin").status_code == 200
+        refused = anon.post("/signin", data={"token": live.tokens["revoked"]})
+        assert refused.status_code == 401 and "revoked" in refused.text
+        assert anon.post("/signin", data={"token": ""}).status_code == 422
+        ok = anon.post("/signin", data={"token": live.tokens["viewer"]})
+        cookie = ok.headers["set-cookie"]
+        assert cookie.startswith(f"{COOKIE_NAME}=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert live.tokens["viewer"] not in ok.headers.get("location", "")
+        page = anon.get("/")
+        assert page.status_code == 200 and "viewer" in page.text
+        assert live.tokens["viewer"] not in page.text  # the secret never reaches the page
+        assert 'href="/tokens"' not in page.text  # an admin link is not shown to a viewer
+        assert anon.get("/tokens").status_code == 403
+
+
+def test_the_admin_sees_every_page(live):
+    client, _ = _signed_in(live, "admin")
+    with closing(client):
+        page = client.get("/")
+        assert 'href="/tokens"' in page.text and "admin" in page.text
+        assert client.get("/tokens").status_code == 200
+
+
+def test_cookie_writes_need_the_csrf_token_and_this_origin(live):
+    client, csrf = _signed_in(live, "operator")
+    with closing(client):
+        assert csrf == csrf_token(live.tokens["operator"])
+        body = {"rig": "twin"}
+        missing = client.post("/api/v1/plans/preview", json=body)
+        assert missing.status_code == 403 and "CSRF" in missing.json()["detail"]
+        wrong = client.post("/api/v1/plans/preview", json=body, headers={"X-CSRF-Token": "0" * 64})
+        assert wrong.status_code == 403
+        foreign = client.post("/api/v1/plans/preview", json=body,
+                              headers={"X-CSRF-Token": csrf, "Origin": "https://attacker.example"})
+        assert foreign.status_code == 403 and "cross-site" in foreign.json()["detail"]
+        ok = client.post("/api/v1/plans/preview", json=body, headers={"X-CSRF-Token": csrf, "Origin": live.url})
+        assert ok.status_code == 200 and ok.json()["blur_b_px"] > 0
+        assert client.get("/api/v1/jobs").status_code == 200  # reads need no CSRF token
+        # another user's CSRF token does not fit this session
+        other = csrf_token(live.tokens["admin"])
+        assert client.post("/api/v1/plans/preview", json=body, headers={"X-CSRF-Token": other}).status_code == 403
+        # a cross-site sign-in (login CSRF) is refused
+        assert client.post("/signin", data={"token": live.tokens["admin"]},
+                           headers={"Origin": "https://attacker.example"}).status_code == 403
+        # the session cookie does not lift the role: a viewer's session cannot cancel
+    viewer, viewer_csrf = _signed_in(live, "viewer")
+    with closing(viewer):
+        with session_factory(live.engine)() as s:
+            job = jobs.create_job(s, "deblur", {"inputs": ["x"]}, max_attempts=1)
+            s.commit()
+            job_id = job.id
+        answer = viewer.post(f"/api/v1/jobs/{job_id}/cancel", headers={"X-CSRF-Token": viewer_csrf})
+        assert answer.status_code == 403 and "operator" in answer.json()["detail"]
+
+
+def test_sign_out_needs_the_csrf_token_and_ends_the_session(live):
+    client, csrf = _signed_in(live, "viewer")
+    with closing(client):
+        assert client.post("/signout", data={"csrf_token": "bad"}).status_code == 403
+        assert client.get("/").status_code == 200
+        out = client.post("/signout", data={"csrf_token": csrf})
+        assert out.status_code == 303 and out.headers["location"] == "/signin"
+        assert client.get("/").status_code == 303
+
+
+def test_revoking_the_token_ends_its_sessions_at_once(live):
+    client, csrf = _signed_in(live, "operator")
+    with closing(client), live.client("admin") as admin:
+        tokens = {t["name"]: t["id"] for t in admin.get("/api/v1/tokens").json()}
+        assert admin.delete(f"/api/v1/tokens/{tokens['test-operator']}").status_code == 200
+        assert client.get("/").status_code == 303
+        answer = client.post("/api/v1/plans/preview", json={"rig": "twin"}, headers={"X-CSRF-Token": csrf})
+        assert answer.status_code == 401 and "revoked" in answer.json()["detail"]
+
+
+def test_every_answer_carries_the_security_headers(live):
+    with httpx.Client(base_url=live.url, timeout=30) as anon:
+        for path in ("/signin", "/static/console.js", "/api/v1/health", "/api/v1/jobs"):
+            headers = anon.get(path).headers
+            assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["x-frame-options"] == "DENY"
+        assert "script-src 'self'" in CONTENT_SECURITY_POLICY and "unsafe-inline" not in CONTENT_SECURITY_POLICY
+        static = anon.get("/static/console.js")
+        assert static.headers["etag"]
+        again = anon.get("/static/console.js", headers={"If-None-Match": static.headers["etag"]})
+        assert again.status_code == 304
+
+
+def test_the_job_event_stream_resumes_from_last_event_id(live):
+    """Changes stream as `job` events whose ids let a reconnecting client resume: after a drop,
+    the changes made meanwhile arrive, and nothing before the last id is sent again."""
+    with session_factory(live.engine)() as s:
+        first = jobs.create_job(s, "deblur", {"inputs": ["a"]}, max_attempts=1)
+        s.commit()
+        first_id = first.id
+
+    def read_events(client, headers, want):
+        events = []
+        with client.stream("GET", "/api/v1/jobs/events", params={"since": "2000-01-01T00:00:00Z"},
+                           headers=headers) as stream:
+            event = {}
+            for line in stream.iter_lines():
+                if not line:
+                    if "data" in event:
+                        events.append(event)
+                        if len(events) >= want:
+                            return events
+                    event = {}
+                    continue
+                key, _, value = line.partition(": ")
+                event[key] = value
+        return events
+
+    with live.client("viewer") as client:
+        events = read_events(client, {}, 1)
+        assert events[0]["event"] == "job" and f'"id":{first_id}' in events[0]["data"]
+        last = events[0]["id"]
+        time.sleep(0.01)
+        jobs.claim(live.engine, first_id, "test-worker")  # made while "disconnected"
+        jobs.report_progress(live.engine, first_id, 0.5, "half way")
+        resumed = read_events(client, {"Last-Event-ID": last}, 1)
+        assert int(resumed[0]["id"]) > int(last) and '"progress":0.5' in resumed[0]["data"]
+        assert all(f'"id":{first_id}' in e["data"] for e in resumed)
+        bad = client.get("/api/v1/jobs/events", headers={"Last-Event-ID": "yesterday"})
+        assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs/events"])
+def test_the_event_stream_needs_a_token(live, path):
+    with httpx.Client(base_url=live.url, timeout=10) as anon:
+        assert anon.get(path).status_code == 401
