@@ -50,10 +50,14 @@ training scenes, blurred | sharp) and each run's folder (checkpoints, logs).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import multiprocessing
+import os
 import platform
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +183,57 @@ def _cells(mean: dict, spread: dict) -> dict:
     return out
 
 
+def run_one(cfg_data: dict, test_root: str, test_key: str, retrain: bool, device: str,
+            no_train: bool = False) -> dict | None:
+    """Train one run (unless its checkpoint exists and ``retrain`` is false) and score it on the
+    test set at ``test_root`` (split test: the pedestrian; split train: held-out random scenes).
+    The scores are kept in ``<out_dir>/scores.json`` with the test set's key, so that a finished
+    run is not scored again (a comparison can be continued, or gathered from runs made
+    elsewhere, from that small file alone). With ``no_train`` a run not trained yet is skipped
+    (None)."""
+    cfg = parse_config(cfg_data, source=f"{cfg_data['name']} (comparison scale)")
+    out_dir = Path(cfg.out_dir)
+    scores_path = out_dir / "scores.json"
+    if not retrain and scores_path.exists():
+        record = json.loads(scores_path.read_text())
+        if record.get("test_key") == test_key:
+            return record
+    if no_train and not find_checkpoints(cfg.out_dir):
+        return None
+    if retrain or not find_checkpoints(cfg.out_dir):
+        t0 = time.perf_counter()
+        run = train(cfg, overwrite=True, progress=True)
+        seconds = time.perf_counter() - t0
+        info = {"seconds": seconds, "it_per_s": cfg.total_steps / seconds, "device": run["device"]}
+        (out_dir / "timing.json").write_text(json.dumps(info))
+    info = json.loads((out_dir / "timing.json").read_text())
+    model, _ = load_checkpoint(find_checkpoints(cfg.out_dir)[-1], device=device)
+    used = str(next(model.parameters()).device)
+    test, held_out = ReLoBlurDataset(test_root, split="test"), ReLoBlurDataset(test_root, split="train")
+    rows, held_out_rows = score(model, test, used), score(model, held_out, used)
+    record = {"seed": cfg.seed, **info, "images": rows, "mean": average_metrics(rows),
+              "held_out_images": held_out_rows, "held_out_mean": average_metrics(held_out_rows),
+              "params": sum(p.numel() for p in model.parameters()), "test_key": test_key}
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    tmp = scores_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, default=str))
+    os.replace(tmp, scores_path)
+    return record
+
+
+def run_tasks(tasks: list[tuple], jobs: int) -> list[dict | None]:
+    """:func:`run_one` for each task, in order, or ``jobs`` at a time in separate processes
+    (spawned: CUDA and forked processes do not mix). On one GPU, small runs share the device
+    far better than one run uses it alone; on a CPU, keep ``jobs`` at 1."""
+    if jobs <= 1:
+        return [run_one(*task) for task in tasks]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_one, *task) for task in tasks]
+        return [f.result() for f in futures]
+
+
 def recipe_defaults(path: Path) -> dict:
     """The comparison's scale from a training recipe (``--recipe``), as argument defaults: flags
     given on the command line still win."""
@@ -219,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
                         "this training config, e.g. configs/lbag_cpu.yaml")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--no-train", action="store_true",
+                   help="score and report only the runs trained already; list the others as not run")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once, each in its own process (on a GPU: several; CPU: 1)")
     p.add_argument("--out", type=Path, default=ROOT / "var" / "paper_comparison")
     p.add_argument("--quick", action="store_true", help="smoke run: 20 steps, small images")
     p.add_argument("--only", default=None, help="comma-separated config names to (re)train")
@@ -242,14 +301,17 @@ def main(argv: list[str] | None = None) -> int:
     from hardware_sim.training_data import export_twin_dataset
 
     tests: dict[str, tuple[ReLoBlurDataset, ReLoBlurDataset]] = {}
+    test_roots: dict[str, Path] = {}
+    test_keys: dict[str, str] = {}
     for timing in timings:
         test_root = args.out / ("test_data" if timing == timings[0] else f"test_data_{timing}")
-        export_twin_dataset(
-            test_root, presets=TRAIN_PRESETS + TEST_PRESETS, n_scenes=args.test_scenes,
-            pairs=args.test_pairs, width=args.width, height=args.height, test_presets=TEST_PRESETS,
-            seed=HELD_OUT_SEED, noise_sigma=args.noise_sigma, overwrite=True,
-            exclude_assets=EXCLUDED_ASSETS, sharp_timing=timing,
-        )
+        export = dict(presets=TRAIN_PRESETS + TEST_PRESETS, n_scenes=args.test_scenes,
+                      pairs=args.test_pairs, width=args.width, height=args.height, test_presets=TEST_PRESETS,
+                      seed=HELD_OUT_SEED, noise_sigma=args.noise_sigma,
+                      exclude_assets=EXCLUDED_ASSETS, sharp_timing=timing)
+        export_twin_dataset(test_root, overwrite=True, **export)
+        test_roots[timing] = test_root
+        test_keys[timing] = hashlib.sha256(json.dumps(export, sort_keys=True).encode()).hexdigest()[:16]
         # the pedestrian (scene-disjoint), and random scenes the training never drew
         tests[timing] = (ReLoBlurDataset(test_root, split="test"), ReLoBlurDataset(test_root, split="train"))
     write_scene_sheet(args.out / "training_scenes.png", args)
@@ -263,37 +325,35 @@ def main(argv: list[str] | None = None) -> int:
     wanted = None if args.variants is None else set(args.variants.split(",")) | {"lbag"}
     runs = [(label, name, depth, timings[0]) for label, name, depth in VARIANTS]
     runs += [(f"LBAG ({t} timing)", "lbag", 20, t) for t in timings[1:]]
+    runs = [r for r in runs if wanted is None or r[1] in wanted]
     seeds = [args.seed + k for k in range(args.repeats)]
-    for label, config_name, full_num_res, timing in runs:
-        if wanted is not None and config_name not in wanted:
-            continue
-        test, held_out = tests[timing]
-        per_seed = []
-        for seed in seeds:
+    # Seed-major order: with --jobs, every model's first seed is trained before any second seed.
+    tasks = []
+    for seed in seeds:
+        for label, config_name, full_num_res, timing in runs:
             tag = ("" if timing == timings[0] else f"_{timing}") + ("" if args.repeats == 1 else f"_s{seed}")
             cfg = variant_config(config_name, full_num_res, args, args.out, seed, timing, tag)
-            if only is None or config_name in only or not find_checkpoints(cfg.out_dir):
-                t0 = time.perf_counter()
-                run = train(cfg, overwrite=True, progress=True)
-                seconds = time.perf_counter() - t0
-                info = {"seconds": seconds, "it_per_s": cfg.total_steps / seconds, "device": run["device"]}
-                (Path(cfg.out_dir) / "timing.json").write_text(json.dumps(info))
-            info = json.loads((Path(cfg.out_dir) / "timing.json").read_text())
-            model, meta = load_checkpoint(find_checkpoints(cfg.out_dir)[-1], device=args.device)
-            device = str(next(model.parameters()).device)
-            rows, held_out_rows = score(model, test, device), score(model, held_out, device)
-            per_seed.append({"seed": seed, **info, "images": rows, "mean": average_metrics(rows),
-                             "held_out_images": held_out_rows,
-                             "held_out_mean": average_metrics(held_out_rows),
-                             "params": sum(p.numel() for p in model.parameters())})
-            del model
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            retrain = only is not None and config_name in only
+            tasks.append((label, cfg, (cfg.model_dump(mode="json"), str(test_roots[timing]),
+                                       test_keys[timing], retrain, args.device, args.no_train)))
+    records = run_tasks([t[2] for t in tasks], args.jobs)
+    per_label: dict[str, list[dict]] = {}
+    configs: dict[str, object] = {}
+    not_run = [Path(cfg.out_dir).name for (_, cfg, _), record in zip(tasks, records, strict=True) if record is None]
+    for (label, cfg, _), record in zip(tasks, records, strict=True):
+        if record is not None:
+            per_label.setdefault(label, []).append(record)
+            configs[label] = cfg
+    for label, _, _, timing in runs:
+        if label not in per_label:
+            continue
+        per_seed, cfg = per_label[label], configs[label]
+        seeds_run = [r["seed"] for r in per_seed]
         mean, spread = spread_summary([r["mean"] for r in per_seed])
         held_mean, held_spread = spread_summary([r["held_out_mean"] for r in per_seed])
         results[label] = {
-            "config": config_name, "timing": timing, "num_res": cfg.model_kwargs["num_res"],
-            "params": per_seed[0]["params"], "steps": cfg.total_steps, "seeds": seeds,
+            "config": cfg.name, "timing": timing, "num_res": cfg.model_kwargs["num_res"],
+            "params": per_seed[0]["params"], "steps": cfg.total_steps, "seeds": seeds_run,
             "it_per_s": float(np.median([r["it_per_s"] for r in per_seed])),
             "device": per_seed[0]["device"], "mean": mean, "spread": spread,
             "held_out_mean": held_mean, "held_out_spread": held_spread, "per_seed": per_seed,
@@ -306,15 +366,21 @@ def main(argv: list[str] | None = None) -> int:
                 for k, v in results.items()]
         return format_table(rows, ["name", *METRIC_KEYS])
 
-    first = results["LBAG"]
+    trained = [v for v in results.values() if "steps" in v]
+    if not trained:
+        print(f"no run has been trained yet (not run: {', '.join(not_run)})")
+        return 1
+    first = results.get("LBAG", trained[0])
     schedule = (f"lr {args.lr:g}, " + (f"{args.recipe_config['lr_schedule']} schedule" if args.recipe_config
                                         else f"halved at step {(3 * args.steps) // 4}"))
+    seed_counts = ", ".join(f"{k} {len(v['seeds'])}" for k, v in results.items() if "seeds" in v)
     scale = (
         f"{len(tests[timings[0]][0])} test pairs ({', '.join(TEST_PRESETS)}, scene-disjoint from the "
         f"{args.train_seeds} random training scenes x {args.pairs} pairs, which never show "
         f"{', '.join(EXCLUDED_ASSETS)}) at {args.width}x{args.height}; {first['steps']} steps "
         f"per model, batch {args.batch} x {args.patch}^2, {schedule}; "
-        f"{len(seeds)} training seed(s) each (mean ± half the range); sharp timing "
+        f"training seeds per model: {seed_counts} "
+        f"(mean ± half the range); sharp timing "
         f"{', '.join(timings)}; ResBlocks per stage: "
         + ", ".join(f"{k} {v['num_res']}" for k, v in results.items() if "num_res" in v)
     )
@@ -337,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Scale: {scale}. With the start timing the sharp object sits at one end of its trail: "
         "PSNRa (which aligns first) is the fair column there.",
         f"Training speed: {speed}.",
+        *([f"Not run yet: {', '.join(not_run)}."] if not_run else []),
         f"Machine: {machine}.",
     ]
     text = "\n".join(lines)

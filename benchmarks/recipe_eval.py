@@ -68,7 +68,7 @@ def score_set(model, dataset: TwinPairDataset, picture: Path) -> tuple[list[dict
     for i in range(len(dataset)):
         blur, sharp, mask, sid = dataset.load_arrays(i)
         blur, sharp = to_float01(blur), to_float01(sharp)
-        pred, gate = deblur_image(model, blur, "cpu")
+        pred, gate = deblur_image(model, blur, str(next(model.parameters()).device))
         floor_rows.append({"name": sid, **evaluate_pair(blur, sharp, mask, aligned=False)})
         row = {"name": sid, **evaluate_pair(pred, sharp, mask, aligned=False)}
         row["maskIoU"] = mask_iou(gate, mask) if gate is not None else None
@@ -131,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=1, help="pairs per scene")
     p.add_argument("--sharp-timing", default="centre", choices=["centre", "start"])
     p.add_argument("--out", type=Path, default=ROOT / "var" / "recipe_eval")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = p.parse_args(argv)
-    model, meta = load_checkpoint(args.checkpoint, "cpu")
+    model, meta = load_checkpoint(args.checkpoint, args.device)
     lines = [f"### {describe_checkpoint(meta)}", ""]
     results: dict[str, dict] = {"checkpoint": str(args.checkpoint), "sets": {}}
     t0 = time.perf_counter()

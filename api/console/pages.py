@@ -2,8 +2,9 @@
 
 Pages: ``/signin`` (GET the form, POST the token), ``/signout`` (POST), ``/`` (overview),
 ``/rigs`` (status and a live exposure-plan preview), ``/jobs`` (live list: progress, cancel,
-errors), ``/tokens`` (admin). Every page but the sign-in needs a valid session (else a 303 to
-``/signin``); a page the role may not see answers 403 with the reason. The pages carry the
+errors), ``/scenes`` → ``/scenes/{name}`` (gallery) → ``/scenes/{name}/pairs/{id}`` (pair
+viewer), ``/deblur`` (upload, before/after, mask overlay; operators), ``/tokens`` (admin).
+Every page but the sign-in needs a valid session (else a 303 to ``/signin``); a page the role may not see answers 403 with the reason. The pages carry the
 session's CSRF token in ``<meta name="csrf-token">`` for their scripts; the data comes from the
 REST API. Static files (``/static/…``) are served with ``ETag`` / ``Last-Modified``.
 """
@@ -31,7 +32,8 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 
 NAV = [("/", "Overview", Role.VIEWER), ("/rigs", "Rigs", Role.VIEWER), ("/jobs", "Jobs", Role.VIEWER),
-       ("/tokens", "Tokens", Role.ADMIN)]
+       ("/scenes", "Scenes", Role.VIEWER),
+       ("/deblur", "Deblur", Role.VIEWER), ("/tokens", "Tokens", Role.ADMIN)]
 """(path, label, role needed) of the navigation bar; links the role may not use are not shown."""
 
 
@@ -127,7 +129,9 @@ def _page_route(path: str, template: str, needed: Role = Role.VIEWER, title: str
             return _page(request, "forbidden.html", token, secret, 403, title="Not allowed",
                          reason=f"this page needs the {needed.value} role; you are signed in as a "
                                 f"{Role(token.role).value}")
-        return _page(request, template, token, secret, title=title)
+        params = dict(request.path_params)
+        page_title = title.format(**params)
+        return _page(request, template, token, secret, title=page_title, **params)
 
     page.__name__ = f"page_{template.removesuffix('.html')}"
     router.add_api_route(path, page, methods=["GET"], response_class=HTMLResponse)
@@ -136,6 +140,10 @@ def _page_route(path: str, template: str, needed: Role = Role.VIEWER, title: str
 _page_route("/", "overview.html", title="Overview")
 _page_route("/rigs", "rigs.html", title="Rigs")
 _page_route("/jobs", "jobs.html", title="Jobs")
+_page_route("/scenes", "scenes.html", title="Scenes")
+_page_route("/scenes/{scene}", "gallery.html", title="Scene {scene}")
+_page_route("/scenes/{scene}/pairs/{capture_id:int}", "pair.html", title="Scene {scene}, pair {capture_id}")
+_page_route("/deblur", "deblur.html", title="Deblur")
 _page_route("/tokens", "tokens.html", Role.ADMIN, title="Tokens")
 
 

@@ -210,3 +210,103 @@ def test_console_in_a_real_browser(live, browser, caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "console sign-in" in logged
     assert not [s for s in secrets if s in logged]
+
+
+def test_deblur_page_in_a_real_browser(start_server, db_url, browser, tmp_path):
+    """An operator drops a PNG: the deblurred image and the mask appear, the split and the mask
+    overlay follow their sliders, a file that is not an image is refused with its reason and
+    nothing is stored, and an image too large for a preview becomes a deblur job."""
+    import cv2
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    shipped = REPO / "deblur" / "weights" / "lbag_twin_cpu.pt"
+    live = start_server(db_url, checkpoint=shipped)
+    driver, base = browser, live.url.replace("127.0.0.1", "localhost")
+    rng = np.random.default_rng(1)
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    large = tmp_path / "large.png"
+    cv2.imwrite(str(large), np.zeros((128, 128, 3), np.uint8))
+    junk = tmp_path / "notes.png"
+    junk.write_text("not an image")
+
+    _sign_in(driver, base, live.tokens["operator"])
+    driver.get(f"{base}/deblur")
+    file_input = _page_ready(driver, "deblur-file")
+    file_input.send_keys(str(small))
+    result = driver.find_element(By.ID, "result")
+    _wait(driver, lambda d: result.get_attribute("data-state") == "done", timeout=60, what="the result")
+    after = driver.find_element(By.ID, "after")
+    assert driver.execute_script("return arguments[0].naturalWidth", after) == 64
+    split = driver.find_element(By.ID, "split")
+    clip = after.value_of_css_property("clip-path")
+    split.send_keys(Keys.END)
+    _wait(driver, lambda d: after.value_of_css_property("clip-path") != clip, what="the split to move")
+    opacity = driver.find_element(By.ID, "mask-opacity")
+    opacity.send_keys(Keys.END)
+    mask = driver.find_element(By.ID, "mask")
+    _wait(driver, lambda d: float(mask.value_of_css_property("opacity")) == 1.0, what="the mask overlay")
+    _shot(driver, "08_deblur")
+    assert not _axe(driver), _axe(driver)
+
+    error = driver.find_element(By.ID, "deblur-error")
+    file_input.send_keys(str(junk))
+    _wait(driver, lambda d: error.is_displayed() and error.text, what="the refusal")
+    assert "PNG" in error.text or "image" in error.text
+    assert live.uploads() == []
+    _shot(driver, "09_deblur_refused")
+
+    file_input.send_keys(str(large))
+    status = driver.find_element(By.ID, "status")
+    _wait(driver, lambda d: "deblur job #" in status.text, timeout=30, what="the job")
+    assert len(live.uploads()) == 1  # the upload is kept for its job
+
+    # A viewer is not offered the upload.
+    _sign_in(driver, base, live.tokens["viewer"])
+    driver.get(f"{base}/deblur")
+    assert not driver.find_elements(By.ID, "deblur-file")
+
+
+def test_gallery_and_pair_viewer_in_a_real_browser(live, browser):
+    """A viewer opens the scene list, the scene's gallery (thumbnails from cached previews)
+    and the pair viewer: the overlay slider changes the mask's opacity, the split moves, 1:1
+    zoom loads the full image, and the products' hashes are listed."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver, base = browser, live.url.replace("127.0.0.1", "localhost")
+    _sign_in(driver, base, live.tokens["viewer"])
+    driver.get(f"{base}/scenes")
+    link = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, '#scenes tr[data-scene="scene1"] a'), what="scenes")
+    _shot(driver, "10_scenes")
+    link.click()
+    capture = live.ids["capture"]
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f"#pair-{capture} img.thumb"), what="the gallery")
+    _wait(driver, lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+                                for img in d.find_elements(By.CSS_SELECTOR, f"#pair-{capture} img.thumb")),
+          what="every thumbnail")
+    assert driver.find_element(By.CSS_SELECTOR, f"#pair-{capture} .thumb.missing").text == "no sharp"
+    _wait(driver, lambda d: d.find_element(By.ID, "flow").is_displayed(), what="the flow picture")
+    _shot(driver, "11_gallery")
+    assert not _axe(driver), _axe(driver)
+
+    driver.find_element(By.CSS_SELECTOR, f"#pair-{capture} a").click()
+    viewer = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, '#viewer[data-state="ready"]'), what="the viewer")
+    mask = driver.find_element(By.ID, "mask")
+    assert float(mask.value_of_css_property("opacity")) == 0.4
+    driver.find_element(By.ID, "mask-opacity").send_keys(Keys.HOME)
+    _wait(driver, lambda d: float(mask.value_of_css_property("opacity")) == 0.0, what="the overlay slider")
+    driver.find_element(By.ID, "mask-opacity").send_keys(Keys.END)
+    _wait(driver, lambda d: float(mask.value_of_css_property("opacity")) == 1.0, what="the overlay slider")
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.ID, "zoom")).select_by_value("1")
+    before = driver.find_element(By.ID, "before")
+    _wait(driver, lambda d: "max_side" not in before.get_attribute("src") and d.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth", before) == 48, what="the full image")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#products tbody tr")
+    assert len(rows) == 3 and "a" * 16 in viewer.find_element(By.XPATH, "//table[@id='products']").text
+    _shot(driver, "12_pair_viewer")
+    assert not _axe(driver), _axe(driver)

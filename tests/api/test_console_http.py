@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 import time
 from contextlib import closing
+from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from api.console.session import COOKIE_NAME, csrf_token
@@ -162,3 +165,39 @@ def test_the_job_event_stream_resumes_from_last_event_id(live):
 def test_the_event_stream_needs_a_token(live, path):
     with httpx.Client(base_url=live.url, timeout=10) as anon:
         assert anon.get(path).status_code == 401
+
+
+def test_product_previews_are_downscaled_cached_and_revalidated(live):
+    with live.client("viewer") as client:
+        pid = live.ids["product_blurred"]
+        full = client.get(f"/api/v1/products/{pid}/file")
+        assert full.status_code == 200
+        preview = client.get(f"/api/v1/products/{pid}/file", params={"max_side": 24})
+        assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+        image = cv2.imdecode(np.frombuffer(preview.content, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert image.shape[:2] == (16, 24)  # 48×32 → longer side 24
+        tag = preview.headers["etag"]
+        assert "max-age" in preview.headers["cache-control"]
+        again = client.get(f"/api/v1/products/{pid}/file", params={"max_side": 24}, headers={"If-None-Match": tag})
+        assert again.status_code == 304 and again.headers["etag"] == tag
+        cached = list((Path(live.settings.data_dir) / ".cache" / "previews").glob("*.png"))
+        assert len(cached) == 1
+        larger = client.get(f"/api/v1/products/{pid}/file", params={"max_side": 4096})
+        assert cv2.imdecode(np.frombuffer(larger.content, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2] == (32, 48)
+        flow = client.get(f"/api/v1/products/{live.ids['product_flow']}/file", params={"max_side": 64})
+        assert flow.status_code == 422 and "not an image" in flow.json()["detail"]
+        assert client.get(f"/api/v1/products/{pid}/file", params={"max_side": 8}).status_code == 422
+        # the cache folder is hidden: the file routes never serve it
+        assert client.get(f"/api/v1/files/.cache/previews/{cached[0].name}").status_code == 404
+
+
+def test_scene_pages_render_for_a_viewer(live):
+    client, _ = _signed_in(live, "viewer")
+    with closing(client):
+        assert client.get("/scenes").status_code == 200
+        gallery = client.get("/scenes/scene1")
+        assert gallery.status_code == 200 and 'data-scene="scene1"' in gallery.text
+        pair = client.get(f"/scenes/scene1/pairs/{live.ids['capture']}")
+        assert pair.status_code == 200 and f'data-capture="{live.ids["capture"]}"' in pair.text
+        hostile = client.get("/scenes/%3Cscript%3E")
+        assert "<script>" not in hostile.text and "&lt;script&gt;" in hostile.text

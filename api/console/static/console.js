@@ -50,6 +50,19 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A scene's products grouped by capture: Map(capture_id → {blurred, sharp, mask}), the newest
+// (highest id) of each kind.
+export function newestByCapture(products) {
+  const pairs = new Map();
+  for (const p of products) {
+    if (p.capture_id === null || !["blurred", "sharp", "mask"].includes(p.kind)) continue;
+    const kinds = pairs.get(p.capture_id) ?? {};
+    if (!kinds[p.kind] || kinds[p.kind].id < p.id) kinds[p.kind] = p;
+    pairs.set(p.capture_id, kinds);
+  }
+  return pairs;
+}
+
 export function facts(dl, pairs) {
   dl.replaceChildren(...pairs.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
 }

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.http import previews
 from api.http.deps import (
     DbDep,
     IdPath,
@@ -123,11 +124,32 @@ async def get_product(
 @router.get(
     "/products/{product_id:int}/file",
     response_class=FileResponse,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, 304: {"description": "The preview named by If-None-Match is current."}},
     summary="Download a product's file (image, mask, flow .npy, colour .json)",
 )
-def product_file(product_id: IdPath, session: SessionDep, settings: SettingsDep, _: ViewerToken):
-    return _file_response(settings.data_dir, _product(session, product_id).path)
+def product_file(
+    product_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: ViewerToken,
+    max_side: Annotated[int | None, Query(ge=previews.MIN_SIDE, le=previews.MAX_SIDE, description=(
+        "Answer a PNG preview with its longer side at most this many px (cached; ETag)"))] = None,
+):
+    """The file itself, or with ``max_side`` a downscaled PNG preview of an image product
+    (``ETag``; ``If-None-Match`` → 304; kept an hour by the browser)."""
+    row = _product(session, product_id)
+    if max_side is None:
+        return _file_response(settings.data_dir, row.path)
+    tag = previews.etag(row.sha256, max_side)
+    headers = {"ETag": tag, "Cache-Control": "private, max-age=3600"}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    source = data_file(settings.data_dir, row.path)
+    if source.suffix.lower() not in (".png", ".tif", ".tiff"):
+        raise HTTPException(422, f"product {product_id} ({row.kind}) is not an image: no preview")
+    png = previews.preview_png(settings.data_dir, source, row.sha256, max_side)
+    return Response(png, media_type="image/png", headers=headers)
 
 
 @router.get(
