@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; empty: CORS closed."
     )
+    event_stream_max_s: float = Field(
+        600.0,
+        gt=0,
+        le=86_400,
+        description="A server-sent event stream (GET /jobs/events) ends after this many seconds; "
+        "browsers reconnect at once and resume with Last-Event-ID, losing no event.",
+    )
     token_cache_s: float = Field(
         2.0,
         ge=0,

@@ -31,8 +31,9 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 
-NAV = [("/", "Overview", Role.VIEWER), ("/rigs", "Rigs", Role.VIEWER), ("/jobs", "Jobs", Role.VIEWER),
-       ("/scenes", "Scenes", Role.VIEWER),
+NAV = [("/", "Overview", Role.VIEWER), ("/rigs", "Rigs", Role.VIEWER), ("/capture", "Capture", Role.OPERATOR),
+       ("/jobs", "Jobs", Role.VIEWER), ("/scenes", "Scenes", Role.VIEWER),
+       ("/calibrations", "Calibrations", Role.VIEWER),
        ("/deblur", "Deblur", Role.VIEWER), ("/tokens", "Tokens", Role.ADMIN)]
 """(path, label, role needed) of the navigation bar; links the role may not use are not shown."""
 
@@ -139,7 +140,9 @@ def _page_route(path: str, template: str, needed: Role = Role.VIEWER, title: str
 
 _page_route("/", "overview.html", title="Overview")
 _page_route("/rigs", "rigs.html", title="Rigs")
+_page_route("/capture", "capture.html", title="Capture")
 _page_route("/jobs", "jobs.html", title="Jobs")
+_page_route("/calibrations", "calibrations.html", title="Colour calibrations")
 _page_route("/scenes", "scenes.html", title="Scenes")
 _page_route("/scenes/{scene}", "gallery.html", title="Scene {scene}")
 _page_route("/scenes/{scene}/pairs/{capture_id:int}", "pair.html", title="Scene {scene}, pair {capture_id}")

@@ -310,3 +310,165 @@ def test_gallery_and_pair_viewer_in_a_real_browser(live, browser):
     assert len(rows) == 3 and "a" * 16 in viewer.find_element(By.XPATH, "//table[@id='products']").text
     _shot(driver, "12_pair_viewer")
     assert not _axe(driver), _axe(driver)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A real ``reloblur serve`` on loopback (SQLite, one Dask worker, the simulated twin rig of
+    ``configs/rigs``, the shipped model), with event streams that
+    end every 0.5 s (RELOBLUR_EVENT_STREAM_MAX_S) so that the pages must reconnect and resume."""
+    import socket
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    import httpx
+
+    root = tmp_path_factory.mktemp("served")
+    rigs = REPO / "configs" / "rigs"
+    env = {**os.environ, "RELOBLUR_DATA_DIR": str(root / "data"), "RELOBLUR_RIGS_DIR": str(rigs),
+           "RELOBLUR_DASK_WORKERS": "1", "RELOBLUR_DEVICE": "cpu", "RELOBLUR_EVENT_STREAM_MAX_S": "0.5",
+           "RELOBLUR_CHECKPOINT": str(REPO / "deblur" / "weights" / "lbag_twin_cpu.pt")}
+    for key in ("RELOBLUR_DATABASE_URL", "RELOBLUR_DASK_SCHEDULER", "RELOBLUR_API_WORKERS"):
+        env.pop(key, None)
+    exe = str(Path(sys.executable).parent / "reloblur")
+    subprocess.run([exe, "db", "upgrade"], env=env, check=True, capture_output=True)
+    tokens = {role: subprocess.run([exe, "token", "create", "--name", f"browser-{role}", "--role", role], env=env,
+                                   check=True, capture_output=True, text=True).stdout.strip()
+              for role in ("viewer", "operator")}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = root / "serve.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                health = httpx.get(f"{url}/api/v1/health", timeout=5)
+                if health.status_code == 200 and health.json().get("runner"):
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"reloblur serve did not come up:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield SimpleNamespace(url=url, tokens=tokens, log=log_path)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def test_capture_to_processed_pairs_through_a_real_service(served, browser):
+    """On a real service: a viewer is not offered a capture and is refused when forcing one; an
+    operator captures a lightbox and a two-pair scene session and sees each pair's thumbnails
+    appear live (through dropped and resumed event streams), sees the API's named error next
+    to a form field, retries a failed job, runs a post-processing job to completion, opens the
+    processed pair and moves the overlay slider, and sees the calibrations' residual casts."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver, base = browser, served.url
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth"
+
+    # A viewer: no capture form; a capture forced from the page is refused by the API.
+    _sign_in(driver, base, served.tokens["viewer"])
+    driver.get(f"{base}/capture")
+    _page_ready(driver, "progress")
+    assert not driver.find_elements(By.ID, "capture-form")
+    assert not driver.find_elements(By.CSS_SELECTOR, 'nav a[href="/capture"]')
+    forced = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/api/v1/captures', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token':"
+        " document.querySelector('meta[name=csrf-token]').content}, body: JSON.stringify({rig: 'twin', scene:"
+        " 'forced', pairs: 1})}).then(r => done(r.status));")
+    assert forced == 403
+
+    # The operator: a lightbox, then a two-pair session, followed live.
+    _sign_in(driver, base, served.tokens["operator"])
+    driver.get(f"{base}/capture")
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '#lb-rig option[value="twin"]'), what="the rigs")
+    assert not _axe(driver), _axe(driver)
+    for field, value in (("lb-exposure", "1.8"), ("lb-nd", "0.125")):  # as `make demo` exposes it
+        box = driver.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+    driver.find_element(By.CSS_SELECTOR, "#lightbox-form button[type=submit]").click()
+    progress = driver.find_element(By.ID, "progress")
+    _wait(driver, lambda d: progress.get_attribute("data-done") == "true", timeout=120, what="the lightbox")
+    assert progress.get_attribute("data-status") == "succeeded"
+    driver.find_element(By.ID, "cap-scene").send_keys("browser1")
+    driver.find_element(By.ID, "cap-sharp").send_keys("2.5")  # as `make demo` captures
+    pairs = driver.find_element(By.ID, "cap-pairs")
+    pairs.clear()
+    pairs.send_keys("2")
+    driver.find_element(By.CSS_SELECTOR, "#capture-form button[type=submit]").click()
+    _wait(driver, lambda d: progress.get_attribute("data-done") == "true", timeout=180, what="the session")
+    assert progress.get_attribute("data-status") == "succeeded"
+    kinds = [li.get_attribute("data-kind") for li in driver.find_elements(By.CSS_SELECTOR, "#steps li")]
+    assert kinds == ["whiteboard", "reference", "pair", "pair"], kinds
+    thumbs = driver.find_elements(By.CSS_SELECTOR, "#steps li[data-kind=pair] img.thumb")
+    assert len(thumbs) == 4
+    _wait(driver, lambda d: all(d.execute_script(loaded, img) for img in thumbs), what="the pair thumbnails")
+    live = driver.find_element(By.ID, "live")  # the streams were dropped (every 0.5 s) and resumed
+    _wait(driver, lambda d: int(live.get_attribute("data-reconnects")) >= 1, what="a resumed stream")
+    _shot(driver, "13_capture_live")
+
+    # Jobs: a named API error next to its field; a failed job retried; a post-processing job.
+    driver.get(f"{base}/jobs")
+    _wait(driver, lambda d: d.find_element(By.ID, "live").get_attribute("data-state") == "live", what="the stream")
+    out = driver.find_element(By.ID, "ex-out")
+    out.send_keys("../outside")
+    driver.find_element(By.CSS_SELECTOR, "#export-form button[type=submit]").click()
+    field_error = _wait(driver, lambda d: d.find_element(By.ID, "ex-out-error"), what="the field error")
+    _wait(driver, lambda d: "relative" in field_error.text, what="the out error text")
+    assert out.get_attribute("aria-invalid") == "true"
+    _shot(driver, "14_jobs_form_error")
+    assert not _axe(driver), _axe(driver)
+    scene = driver.find_element(By.ID, "pp-scene")
+    scene.send_keys("no-such-scene")
+    driver.find_element(By.CSS_SELECTOR, "#postprocess-form button[type=submit]").click()
+    failed = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-status="failed"] button.retry'),
+                   timeout=60, what="the failed job's retry")
+    failed.click()
+    _wait(driver, lambda d: "submitted again" in d.find_element(By.ID, "status").text, what="the retry")
+    scene.clear()
+    scene.send_keys("browser1", Keys.ENTER)
+    status = driver.find_element(By.ID, "status")
+    _wait(driver, lambda d: "postprocess job #" in status.text, what="the submission")
+    job_id = int(status.text.split("#")[1].split()[0])
+    row = f"#job-{job_id}"
+    _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, row).get_attribute("data-status") in ("succeeded", "failed"),
+          timeout=300, what="the post-processing job")
+    assert driver.find_element(By.CSS_SELECTOR, row).get_attribute("data-status") == "succeeded", \
+        driver.find_element(By.CSS_SELECTOR, row).text
+    assert float(driver.find_element(By.CSS_SELECTOR, f"{row} progress").get_attribute("value")) == 1.0
+
+    # The processed pair: gallery, viewer, overlay slider.
+    driver.get(f"{base}/scenes/browser1")
+    _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery li")) == 2, what="the gallery")
+    thumbs = driver.find_elements(By.CSS_SELECTOR, "#gallery img.thumb")
+    assert len(thumbs) == 6
+    _wait(driver, lambda d: all(d.execute_script(loaded, img) for img in thumbs), what="the gallery thumbnails")
+    driver.find_element(By.CSS_SELECTOR, "#gallery li a").click()
+    _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, '#viewer[data-state="ready"]'), what="the viewer")
+    mask = driver.find_element(By.ID, "mask")
+    driver.find_element(By.ID, "mask-opacity").send_keys(Keys.END)
+    _wait(driver, lambda d: float(mask.value_of_css_property("opacity")) == 1.0, what="the overlay slider")
+    _shot(driver, "15_processed_pair")
+
+    # The calibrations the post-processing fitted, with their residual casts.
+    driver.get(f"{base}/calibrations")
+    _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "img.heatmap")) == 2, what="the calibrations")
+    _wait(driver, lambda d: all(d.execute_script(loaded, img) for img in d.find_elements(By.CSS_SELECTOR, "img.heatmap")),
+          what="the heat maps")
+    _shot(driver, "16_calibrations")
+    assert not _axe(driver), _axe(driver)
+    assert not [s for s in served.tokens.values() if s in served.log.read_text()]

@@ -201,3 +201,95 @@ def test_scene_pages_render_for_a_viewer(live):
         assert pair.status_code == 200 and f'data-capture="{live.ids["capture"]}"' in pair.text
         hostile = client.get("/scenes/%3Cscript%3E")
         assert "<script>" not in hostile.text and "&lt;script&gt;" in hostile.text
+
+
+def _store_dng(live, rel: str, mosaic: np.ndarray, **meta_fields) -> str:
+    """Write a real DNG into the live server's data store; return its sha256."""
+    from core.dng_encode import write_dng
+    from core.dng_metadata import RawMetadata
+
+    fields = {"cfa_pattern": "RGGB", "bits": 12, "black_level": 64, "white_level": 4095,
+              "as_shot_neutral": (0.5, 1.0, 0.8), "camera_make": "ReLoBlur", "camera_model": "Twin",
+              "camera_serial": "S-B", "exposure_time_s": 0.01, **meta_fields}
+    path = Path(live.settings.data_dir) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_dng(path, mosaic, RawMetadata(**fields))
+
+
+def test_raw_frames_preview_as_plainly_developed_png(live):
+    from core.dng_cfa import cfa_color_map
+    from core.models import Frame
+
+    # a grey card under the camera's white balance: R, G, B sites at 0.5, 1, 0.8 of the green signal
+    level = np.array([64 + 0.5 * 2000, 64 + 2000, 64 + 0.8 * 2000])
+    mosaic = np.rint(level[cfa_color_map("RGGB", 32, 48)]).astype(np.uint16)
+    sha = _store_dng(live, "raw/scene1/grey_B.dng", mosaic)
+    with session_factory(live.engine)() as s:
+        frame = s.get(Frame, live.ids["frame"])
+        frame.path, frame.sha256 = "raw/scene1/grey_B.dng", sha
+        s.commit()
+    with live.client("viewer") as client:
+        url = f"/api/v1/frames/{live.ids['frame']}/file"
+        assert client.get(url).content == (Path(live.settings.data_dir) / "raw/scene1/grey_B.dng").read_bytes()
+        preview = client.get(url, params={"max_side": 256})
+        assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+        image = cv2.imdecode(np.frombuffer(preview.content, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (16, 24, 3)  # one pixel per 2×2 tile, never enlarged
+        # white-balanced to neutral grey: sRGB(2000 / 4031) for every channel
+        from core import srgb
+        expected = int(srgb.encode_uint8(np.array([2000 / 4031]))[0])
+        assert np.abs(image.astype(int) - expected).max() <= 1
+        tag = preview.headers["etag"]
+        assert client.get(url, params={"max_side": 256}, headers={"If-None-Match": tag}).status_code == 304
+        small = client.get(url, params={"max_side": 16})
+        assert cv2.imdecode(np.frombuffer(small.content, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (11, 16)
+        with session_factory(live.engine)() as s:
+            other = s.scalars(__import__("sqlalchemy").select(Frame).where(Frame.id != live.ids["frame"])).first()
+        broken = client.get(f"/api/v1/frames/{other.id}/file", params={"max_side": 64})
+        assert broken.status_code == 422 and "cannot be shown" in broken.json()["detail"]
+        assert client.get("/api/v1/frames/999999/file", params={"max_side": 64}).status_code == 404
+
+
+def test_a_calibrations_residual_cast_is_a_heat_map_of_its_corrected_lightbox(live):
+    from core.dng_cfa import cfa_color_map
+    from core.models import Calibration, Frame
+    from postprocess.calibration import cast_spread, correct_colour, fit_colour_calibration
+    from postprocess.isp import normalise_raw
+
+    h, w = 180, 260
+    y, x = np.mgrid[0:h, 0:w]
+    r2 = ((x - w / 2) / (w / 2)) ** 2 + ((y - h / 2) / (h / 2)) ** 2
+    gains = np.stack([1 - 0.05 * r2, 1 - 0.03 * r2, 1 - 0.08 * r2 + 0.02 * x / w])  # vignetting with a tint
+    colour = cfa_color_map("RGGB", h, w)
+    signal = 2400 * np.take_along_axis(gains, colour[None], axis=0)[0]
+    mosaic = np.rint(64 + signal + np.random.default_rng(1).normal(0, 4, (h, w))).astype(np.uint16)
+    sha = _store_dng(live, "raw/lightbox/lightbox_B.dng", mosaic)
+    calibration = fit_colour_calibration(mosaic, "RGGB", 64, 4095)
+    expected = cast_spread(correct_colour(normalise_raw(mosaic, 64, 4095), calibration, "RGGB"), "RGGB",
+                           calibration.patches, calibration.central)
+    with session_factory(live.engine)() as s:
+        frame = s.get(Frame, live.ids["frame"])
+        frame.path, frame.sha256, frame.width_px, frame.height_px = "raw/lightbox/lightbox_B.dng", sha, w, h
+        row = Calibration(camera_id=frame.camera_id, lightbox_frame_id=frame.id,
+                          calibration_id=calibration.calibration_id, params_hash="d" * 64,
+                          pipeline_version="t", content=calibration.to_dict(), cast_spread=expected,
+                          residual_rms_max=float(np.max(calibration.residual_rms)))
+        s.add(row)
+        s.commit()
+        cid = row.id
+    with live.client("viewer") as client:
+        answer = client.get(f"/api/v1/calibrations/{cid}/residual.png", params={"range_pct": 0.5})
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+        assert float(answer.headers["x-residual-max-pct"]) == pytest.approx(100 * expected, abs=1e-4)
+        assert expected < 0.005  # the fit removes the cast to below 0.5 %
+        image = cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_COLOR)
+        rows, cols = calibration.patches
+        from api.http.calibration_images import CELL_PX, GAP_PX
+        assert image.shape == (rows * CELL_PX, 3 * cols * CELL_PX + 2 * GAP_PX, 3)
+        # the central patch is the reference: white in every panel
+        cr, cc = calibration.central
+        for panel in range(3):
+            x0 = panel * (cols * CELL_PX + GAP_PX) + cc * CELL_PX + CELL_PX // 2
+            assert image[cr * CELL_PX + CELL_PX // 2, x0].tolist() == [255, 255, 255]
+        assert client.get(f"/api/v1/calibrations/{cid}/residual.png", params={"range_pct": 0}).status_code == 422
+        assert client.get("/api/v1/calibrations/999999/residual.png").status_code == 404

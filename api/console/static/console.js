@@ -88,3 +88,80 @@ export function debounce(fn, ms) {
   let timer;
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
 }
+
+// A form's fields as a JSON body: empty fields are left out (the API's defaults apply); number
+// inputs become numbers, checkboxes booleans, and fields with data-list="comma" lists of the
+// comma-separated values (data-list="comma-int": whole numbers where they are).
+export function formJson(form) {
+  const body = {};
+  for (const field of form.elements) {
+    if (!field.name || field.disabled || field.type === "submit" || field.type === "button") continue;
+    if (field.type === "checkbox") { body[field.name] = field.checked; continue; }
+    const value = field.value.trim();
+    if (value === "") continue;
+    const items = value.split(",").map((v) => v.trim()).filter(Boolean);
+    if (field.dataset.list === "comma") body[field.name] = items;
+    else if (field.dataset.list === "comma-int") body[field.name] = items.map((v) => (/^\d+$/.test(v) ? Number(v) : v));
+    else body[field.name] = field.type === "number" ? Number(value) : value;
+  }
+  return body;
+}
+
+export function clearFormErrors(form) {
+  for (const p of form.querySelectorAll(".field-error, .form-error")) { p.textContent = ""; p.hidden = true; }
+  for (const f of form.querySelectorAll("[aria-invalid]")) f.removeAttribute("aria-invalid");
+}
+
+function fieldError(form, name, message) {
+  const field = name ? form.elements.namedItem(name) : null;
+  if (!field || !field.id) return false;
+  let line = document.getElementById(`${field.id}-error`);
+  if (!line) {
+    line = el("p", { id: `${field.id}-error`, class: "field-error error" });
+    field.insertAdjacentElement("afterend", line);
+    field.setAttribute("aria-describedby", line.id);
+  }
+  line.textContent = message;
+  line.hidden = false;
+  field.setAttribute("aria-invalid", "true");
+  return true;
+}
+
+// The API's named error next to the field it names: each item of a validation error goes to
+// the field its loc names; a one-line error "field: problem" to that field; the rest to the
+// form's .form-error line.
+export function showFormError(form, error) {
+  clearFormErrors(form);
+  const rest = [];
+  const items = Array.isArray(error.detail) ? error.detail : [{ msg: error.message }];
+  for (const item of items) {
+    const loc = (item.loc || []).filter((p) => p !== "body");
+    let name = loc.find((p) => typeof p === "string");
+    let message = item.msg;
+    const prefixed = !loc.length && /^([a-z_]+): (.+)$/s.exec(message);
+    if (prefixed && form.elements.namedItem(prefixed[1])) [name, message] = [prefixed[1], prefixed[2]];
+    if (!fieldError(form, name, message)) rest.push(loc.length ? `${loc.join(".")}: ${message}` : message);
+  }
+  const line = form.querySelector(".form-error");
+  if (line) { line.textContent = rest.join("; "); line.hidden = !rest.length; }
+}
+
+// Job changes, live: an EventSource on /api/v1/jobs/events calling onJob(job) per event. The
+// browser reconnects by itself with Last-Event-ID (the server resends what changed meanwhile);
+// `live` (an element) shows connecting / live / reconnecting and counts the reconnections in
+// data-reconnects. `since` (an ISO time or event id): start with the changes made from then on,
+// so that nothing between a list read and the stream's start is missed.
+export function jobStream(onJob, live, since) {
+  const events = new EventSource(`/api/v1/jobs/events${since ? `?since=${encodeURIComponent(since)}` : ""}`);
+  let opened = false;
+  live.dataset.reconnects = "0";
+  events.addEventListener("open", () => {
+    if (opened) live.dataset.reconnects = String(Number(live.dataset.reconnects) + 1);
+    opened = true;
+    live.textContent = "live";
+    live.dataset.state = "live";
+  });
+  events.addEventListener("job", (event) => onJob(JSON.parse(event.data)));
+  events.addEventListener("error", () => { live.textContent = "reconnecting…"; live.dataset.state = "reconnecting"; });
+  return events;
+}

@@ -141,14 +141,19 @@ def product_file(
     row = _product(session, product_id)
     if max_side is None:
         return _file_response(settings.data_dir, row.path)
-    tag = previews.etag(row.sha256, max_side)
+    if PurePosixPath(row.path).suffix.lower() not in (".png", ".tif", ".tiff"):
+        raise HTTPException(422, f"product {product_id} ({row.kind}) is not an image: no preview")
+    return _preview_response(request, settings.data_dir, row.path, row.sha256, max_side)
+
+
+def _preview_response(request: Request, data_dir: Path, path: str, sha256: str, max_side: int) -> Response:
+    """A cached PNG preview of the data store's file ``path`` (ETag from its hash; 304 when
+    If-None-Match names it)."""
+    tag = previews.etag(sha256, max_side)
     headers = {"ETag": tag, "Cache-Control": "private, max-age=3600"}
     if request.headers.get("if-none-match") == tag:
         return Response(status_code=304, headers=headers)
-    source = data_file(settings.data_dir, row.path)
-    if source.suffix.lower() not in (".png", ".tif", ".tiff"):
-        raise HTTPException(422, f"product {product_id} ({row.kind}) is not an image: no preview")
-    png = previews.preview_png(settings.data_dir, source, row.sha256, max_side)
+    png = previews.preview_png(data_dir, data_file(data_dir, path), sha256, max_side)
     return Response(png, media_type="image/png", headers=headers)
 
 
@@ -176,11 +181,23 @@ def capture_mask(capture_id: IdPath, session: SessionDep, settings: SettingsDep,
     responses=NOT_FOUND,
     summary="Download a raw frame (DNG)",
 )
-def frame_file(frame_id: IdPath, session: SessionDep, settings: SettingsDep, _: ViewerToken):
+def frame_file(
+    frame_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: ViewerToken,
+    max_side: Annotated[int | None, Query(ge=previews.MIN_SIDE, le=previews.MAX_SIDE, description=(
+        "Answer a PNG preview (plainly developed, half size at most) with its longer side at most "
+        "this many px (cached; ETag)"))] = None,
+):
+    """The DNG itself, or with ``max_side`` a PNG preview of it (see :mod:`api.http.previews`)."""
     row = session.get(Frame, frame_id)
     if row is None:
         raise HTTPException(404, f"no frame with id {frame_id}")
-    return _file_response(settings.data_dir, row.path)
+    if max_side is None:
+        return _file_response(settings.data_dir, row.path)
+    return _preview_response(request, settings.data_dir, row.path, row.sha256, max_side)
 
 
 @router.get(

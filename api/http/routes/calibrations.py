@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.http.deps import DbDep, IdPath, IdQuery, Limit, Offset, ViewerToken
+from api.http.calibration_images import residual_heatmap_png
+from api.http.deps import (
+    DbDep,
+    IdPath,
+    IdQuery,
+    Limit,
+    Offset,
+    SessionDep,
+    SettingsDep,
+    ViewerToken,
+)
 from api.http.schemas import CalibrationDetail, CalibrationOut
-from core.models import Calibration
+from core.models import Calibration, Frame
 
 router = APIRouter(tags=["calibrations"])
 
@@ -51,3 +65,36 @@ def _get_calibration(session: Session, calibration_id: int) -> CalibrationDetail
     if row is None:
         raise HTTPException(404, f"no calibration with id {calibration_id}")
     return CalibrationDetail.model_validate(row)
+
+
+@router.get(
+    "/calibrations/{calibration_id:int}/residual.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "R | G | B heat maps"}},
+    summary="The cast left on the calibration's lightbox after correction, as a heat map",
+)
+def calibration_residual_png(
+    calibration_id: IdPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: ViewerToken,
+    range_pct: Annotated[float, Query(gt=0, le=100, description="% at full colour")] = 1.0,
+) -> Response:
+    """Per patch of the calibration's grid and per channel (R | G | B panels), the corrected
+    lightbox's mean over the central patch's, − 1, blue (−``range_pct`` %) to red (+); the header
+    ``X-Residual-Max-Pct`` gives the largest magnitude (the stored ``cast_spread``, in %)."""
+    from postprocess.calibration import ColourCalibration, residual_cast
+    from postprocess.isp import normalise_raw
+    from postprocess.stages.frames import load_frame
+
+    row = session.get(Calibration, calibration_id)
+    if row is None:
+        raise HTTPException(404, f"no calibration with id {calibration_id}")
+    frame = session.get(Frame, row.lightbox_frame_id)
+    cfa, meta = load_frame(settings.data_dir, frame)
+    calibration = ColourCalibration.from_dict(row.content)
+    residual = residual_cast(normalise_raw(cfa, meta.black_level, meta.white_level), calibration)
+    png = residual_heatmap_png(residual, range_pct)
+    return Response(png, media_type="image/png", headers={
+        "X-Residual-Max-Pct": f"{100 * float(np.max(np.abs(residual))):.4f}",
+        "Cache-Control": "private, max-age=3600"})

@@ -78,7 +78,6 @@ EVENT_POLL_S = 0.05
 the version moved (at most every ``EVENT_QUERY_S`` without a change watch)."""
 EVENT_QUERY_S = 0.25
 HEARTBEAT_S = 15.0
-STREAM_MAX_S = 600.0
 """A stream ends after this long (s); the browser's EventSource reconnects with Last-Event-ID."""
 EVENT_BATCH = 200
 
@@ -124,14 +123,15 @@ async def job_events(
     ``updated_at`` in µs since the epoch) each time a job changes. A browser's ``EventSource``
     that lost the connection reconnects with ``Last-Event-ID`` and gets every change made
     meanwhile, in order. A comment line every 15 s keeps idle connections open; a stream ends
-    after 10 min (the browser reconnects and resumes)."""
+    after the settings' ``event_stream_max_s`` (default 10 min; the browser reconnects and
+    resumes)."""
     start = _parse_since(last_event_id, since)
     cache = db.cache
 
     async def stream() -> AsyncIterator[bytes]:
         after, inclusive = (start, True) if start is not None else (datetime.now(UTC), False)
         seen_version, queried, beat = None, 0.0, time.monotonic()
-        ends = beat + STREAM_MAX_S
+        ends = beat + request.app.state.settings.event_stream_max_s
         yield b"retry: 1000\n\n"
         while not await request.is_disconnected() and time.monotonic() < ends:
             now = time.monotonic()
