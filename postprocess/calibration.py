@@ -54,10 +54,12 @@ __all__ = [
     "LightboxSaturatedError",
     "LightboxTooDarkError",
     "PatchGridError",
+    "cast_map",
     "cast_spread",
     "correct_colour",
     "fit_colour_calibration",
     "patch_statistics",
+    "residual_cast",
 ]
 
 CHANNELS = ("R", "G", "B")
@@ -191,11 +193,29 @@ def cast_spread(
     cfa: (H, W) black-subtracted float CFA of a uniform field (e.g. the lightbox after
     :func:`correct_colour`). Returns a fraction (0.005 = 0.5 %).
     """
+    return float(np.max(np.abs(cast_map(cfa, pattern, patches, central))))
+
+
+def cast_map(
+    cfa: np.ndarray,
+    pattern: str,
+    patches: tuple[int, int] = DEFAULT_PATCHES,
+    central: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Per patch and channel, patch mean / central patch mean − 1: (3, K_rows, K_cols) float64,
+    channels R, G, B, fractions (0.005 = 0.5 %). Of a corrected lightbox, the residual cast;
+    :func:`cast_spread` is its largest magnitude."""
     cfa = _check_cfa(cfa)
     _, (cr, cc) = _check_grid(cfa.shape, patches, central)
     means, _, _ = patch_statistics(cfa, pattern, patches)
-    centre = means[:, cr, cc][:, None, None]
-    return float(np.max(np.abs(means / centre - 1.0)))
+    return means / means[:, cr, cc][:, None, None] - 1.0
+
+
+def residual_cast(lightbox_cfa_float: np.ndarray, calibration: ColourCalibration) -> np.ndarray:
+    """The cast left on the calibration's own lightbox after :func:`correct_colour`, on the
+    calibration's patch grid: (3, K_rows, K_cols) fractions (see :func:`cast_map`)."""
+    corrected = correct_colour(lightbox_cfa_float, calibration, calibration.pattern)
+    return cast_map(corrected, calibration.pattern, calibration.patches, calibration.central)
 
 
 # --------------------------------------------------------------------------- the calibration
