@@ -31,7 +31,8 @@ through chromedriver (Selenium; ``--headless=new --no-sandbox --disable-dev-shm-
      server (the first open after seeding). The server's read cache of the scene's JSON is
      warm after the first run, as it is for any second visitor.
    * **warm (server)**: previews cached on disk, browser cache cleared: every thumbnail is
-     fetched, none is rendered.
+     fetched, none is rendered. This is a scene's first visit after post-processing, which
+     makes the gallery's previews as it stores its products (``core.previews.warm``).
    * **warm**: the previews on disk and in the browser cache (``Cache-Control: private,
      max-age=3600``): a second navigation to the page, nothing cleared.
 
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                         times[condition].append(r)
                         print(f"gallery run {k + 1}/{args.runs} {condition}: {r['ms']:.0f} ms "
                               f"(thumbnails over the network: {r['thumbs_network']}/{r['thumbs']})")
-                cached = len(list(previews.glob("*.png")))
+                cached = len(list(previews.glob("*")))
 
                 driver.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
                 driver.delete_all_cookies()
@@ -425,9 +426,10 @@ def main(argv: list[str] | None = None) -> int:
         "thumbnails over the network | thumbnail bytes (KB, median) | ≤ 1 s (max) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    descriptions = {"cold": "cold (no previews on disk, browser cache empty)",
-                    "warm (server)": "warm server (previews on disk, browser cache empty)",
-                    "warm": "warm (previews on disk and in the browser cache)"}
+    descriptions = {"cold": "no previews on disk (products stored without post-processing), browser cache empty",
+                    "warm (server)": "first visit after post-processing (its gallery previews on disk), "
+                                     "browser cache empty",
+                    "warm": "a second visit (previews also in the browser cache)"}
     for c in conditions:
         s, rows = summary[c], times[c]
         api_ms = statistics.median(r["api_ms"] or 0 for r in rows)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import previews
 from core.dng import RawMetadata
 from core.errors import UserError
 from core.filestore import FileStoreError
@@ -131,6 +132,10 @@ def failure(unit: str, exc: BaseException) -> dict[str, str]:
     return {"unit": unit, "error": type(exc).__name__, "message": str(exc)}
 
 
+GALLERY_KINDS = (ProductKind.BLURRED, ProductKind.SHARP, ProductKind.MASK)
+"""The products the console's gallery shows as thumbnails."""
+
+
 class ProductStore:
     """The ``products`` rows (through ``sessions``) and their files under ``data_dir``."""
 
@@ -161,15 +166,21 @@ class ProductStore:
 
     def commit(self, rows: list[Product]) -> list[int]:
         """Insert product rows in one transaction; a row another process inserted meanwhile
-        (same kind and hash, hence the same file) is taken as it is."""
+        (same kind and hash, hence the same file) is taken as it is. Then the console's gallery
+        previews of the stored images are made (:func:`core.previews.warm`)."""
+        images = [(r.path, r.sha256) for r in rows if r.kind in GALLERY_KINDS]
         with self.sessions() as session:
             session.add_all(rows)
             try:
                 session.commit()
-                return [r.id for r in rows]
+                ids = [r.id for r in rows]
             except IntegrityError:
                 session.rollback()
-        with self.sessions() as session:
-            return [session.scalar(select(Product.id).where(Product.kind == r.kind,
-                                                             Product.params_hash == r.params_hash))
-                    for r in rows]
+                ids = None
+        if ids is None:
+            with self.sessions() as session:
+                ids = [session.scalar(select(Product.id).where(Product.kind == r.kind,
+                                                                Product.params_hash == r.params_hash))
+                       for r in rows]
+        previews.warm(self.data_dir, images)
+        return ids

@@ -173,15 +173,23 @@ def test_product_previews_are_downscaled_cached_and_revalidated(live):
         full = client.get(f"/api/v1/products/{pid}/file")
         assert full.status_code == 200
         preview = client.get(f"/api/v1/products/{pid}/file", params={"max_side": 24})
-        assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+        assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"  # colour
         image = cv2.imdecode(np.frombuffer(preview.content, np.uint8), cv2.IMREAD_UNCHANGED)
         assert image.shape[:2] == (16, 24)  # 48×32 → longer side 24
+        source = cv2.imread(str(Path(live.settings.data_dir) / "processed/scene1/blurred/pair_0002_abc.png"))
+        reference = cv2.resize(source, (24, 16), interpolation=cv2.INTER_AREA).astype(float)
+        assert np.abs(image.astype(float) - reference).mean() < 12  # JPEG q90 of random noise
+        mask = client.get(f"/api/v1/products/{live.ids['product_mask']}/file", params={"max_side": 4096})
+        assert mask.headers["content-type"] == "image/png"  # masks stay exact
+        assert np.array_equal(cv2.imdecode(np.frombuffer(mask.content, np.uint8), cv2.IMREAD_UNCHANGED),
+                              cv2.imread(str(Path(live.settings.data_dir) / "processed/scene1/mask/pair_0002_abc.png"),
+                                         cv2.IMREAD_UNCHANGED))
         tag = preview.headers["etag"]
         assert "max-age" in preview.headers["cache-control"]
         again = client.get(f"/api/v1/products/{pid}/file", params={"max_side": 24}, headers={"If-None-Match": tag})
         assert again.status_code == 304 and again.headers["etag"] == tag
-        cached = list((Path(live.settings.data_dir) / ".cache" / "previews").glob("*.png"))
-        assert len(cached) == 1
+        cached = sorted((Path(live.settings.data_dir) / ".cache" / "previews").glob("*"))
+        assert [p.suffix for p in cached] == [".png", ".jpg"] or [p.suffix for p in cached] == [".jpg", ".png"]
         larger = client.get(f"/api/v1/products/{pid}/file", params={"max_side": 4096})
         assert cv2.imdecode(np.frombuffer(larger.content, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2] == (32, 48)
         flow = client.get(f"/api/v1/products/{live.ids['product_flow']}/file", params={"max_side": 64})
@@ -232,7 +240,7 @@ def test_raw_frames_preview_as_plainly_developed_png(live):
         url = f"/api/v1/frames/{live.ids['frame']}/file"
         assert client.get(url).content == (Path(live.settings.data_dir) / "raw/scene1/grey_B.dng").read_bytes()
         preview = client.get(url, params={"max_side": 256})
-        assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+        assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
         image = cv2.imdecode(np.frombuffer(preview.content, np.uint8), cv2.IMREAD_COLOR)
         assert image.shape == (16, 24, 3)  # one pixel per 2×2 tile, never enlarged
         # white-balanced to neutral grey: sRGB(2000 / 4031) for every channel

@@ -138,6 +138,28 @@ def test_images_are_8_bit_srgb_aligned_and_masks_binary(engine, tmp_path):
     assert aligned < 1.5 * noise and aligned < 0.3 * shifted
 
 
+def test_the_gallery_previews_are_made_as_the_products_are_stored(engine, tmp_path):
+    import cv2
+
+    from core import previews
+
+    scene, data_dir, _ = add_scene(engine, tmp_path, pairs=2)
+    outcome = process_scene(engine, data_dir, scene)
+    from postprocess.stages.common import GALLERY_KINDS
+
+    with session_factory(engine)() as session:
+        items = [(r.path, r.sha256) for r in session.scalars(select(Product).where(Product.kind.in_(GALLERY_KINDS)))]
+    assert len(items) >= 6 and outcome.pairs  # the pairs' and the reference's images and masks
+    cache = data_dir / previews.CACHE_DIR
+    made = {p.stem for p in cache.glob("*")}
+    assert made == {f"{sha}_{previews.GALLERY_SIDE}" for _, sha in items}
+    assert {p.suffix for p in cache.glob("*")} == {".jpg", ".png"}  # colour images, masks
+    thumb = cv2.imread(str(next(cache.glob(f"{items[0][1]}_{previews.GALLERY_SIDE}.*"))), cv2.IMREAD_UNCHANGED)
+    assert max(thumb.shape[:2]) == min(previews.GALLERY_SIDE, max(SMALL))
+    # the cache is the route's: asking for the preview again makes nothing
+    assert previews.warm(data_dir, items) == 0
+
+
 def test_16_bit_outputs(engine, tmp_path):
     scene, data_dir, _ = add_scene(engine, tmp_path, pairs=2)
     params = PipelineParams.model_validate({"isp": {"output_bits": 16}})

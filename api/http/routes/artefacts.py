@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
+import anyio
 import cv2
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -13,7 +14,6 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.http import previews
 from api.http.deps import (
     DbDep,
     IdPath,
@@ -26,6 +26,7 @@ from api.http.deps import (
     get_scene,
 )
 from api.http.schemas import ErrorOut, ProductOut
+from core import previews
 from core.models import Frame, Product, ProductKind, Scene
 from core.text import has_control_characters
 
@@ -127,34 +128,45 @@ async def get_product(
     responses={**NOT_FOUND, 304: {"description": "The preview named by If-None-Match is current."}},
     summary="Download a product's file (image, mask, flow .npy, colour .json)",
 )
-def product_file(
+async def product_file(
     product_id: IdPath,
     request: Request,
-    session: SessionDep,
+    db: DbDep,
     settings: SettingsDep,
     _: ViewerToken,
     max_side: Annotated[int | None, Query(ge=previews.MIN_SIDE, le=previews.MAX_SIDE, description=(
-        "Answer a PNG preview with its longer side at most this many px (cached; ETag)"))] = None,
+        "Answer a preview (JPEG for colour, PNG for masks) with its longer side at most this many px (cached; ETag)"))] = None,
 ):
-    """The file itself, or with ``max_side`` a downscaled PNG preview of an image product
-    (``ETag``; ``If-None-Match`` → 304; kept an hour by the browser)."""
-    row = _product(session, product_id)
+    """The file itself, or with ``max_side`` a downscaled preview of an image product
+    (``ETag``; ``If-None-Match`` → 304; kept an hour by the browser). Async, with the row read
+    in a worker thread: a gallery asks for 150 of these at once."""
+    path, sha256, kind = await db.run(_product_file_facts, product_id)
     if max_side is None:
-        return _file_response(settings.data_dir, row.path)
-    if PurePosixPath(row.path).suffix.lower() not in (".png", ".tif", ".tiff"):
-        raise HTTPException(422, f"product {product_id} ({row.kind}) is not an image: no preview")
-    return _preview_response(request, settings.data_dir, row.path, row.sha256, max_side)
+        return _file_response(settings.data_dir, path)
+    if PurePosixPath(path).suffix.lower() not in (".png", ".tif", ".tiff"):
+        raise HTTPException(422, f"product {product_id} ({kind}) is not an image: no preview")
+    return await _preview_response(request, settings.data_dir, path, sha256, max_side)
 
 
-def _preview_response(request: Request, data_dir: Path, path: str, sha256: str, max_side: int) -> Response:
-    """A cached PNG preview of the data store's file ``path`` (ETag from its hash; 304 when
-    If-None-Match names it)."""
+def _product_file_facts(session: Session, product_id: int) -> tuple[str, str, str]:
+    row = _product(session, product_id)
+    return row.path, row.sha256, str(row.kind)
+
+
+async def _preview_response(request: Request, data_dir: Path, path: str, sha256: str, max_side: int) -> Response:
+    """A cached preview (JPEG for colour, PNG otherwise) of the data store's file ``path`` (ETag from its hash; 304 when
+    If-None-Match names it). A cached preview is read at once; a new one is made in a worker
+    thread."""
     tag = previews.etag(sha256, max_side)
     headers = {"ETag": tag, "Cache-Control": "private, max-age=3600"}
     if request.headers.get("if-none-match") == tag:
         return Response(status_code=304, headers=headers)
-    png = previews.preview_png(data_dir, data_file(data_dir, path), sha256, max_side)
-    return Response(png, media_type="image/png", headers=headers)
+    hit = previews.cached(data_dir, sha256, max_side)
+    if hit is None:
+        hit = await anyio.to_thread.run_sync(
+            previews.preview, data_dir, data_file(data_dir, path), sha256, max_side)
+    data, media_type = hit
+    return Response(data, media_type=media_type, headers=headers)
 
 
 @router.get(
@@ -181,23 +193,28 @@ def capture_mask(capture_id: IdPath, session: SessionDep, settings: SettingsDep,
     responses=NOT_FOUND,
     summary="Download a raw frame (DNG)",
 )
-def frame_file(
+async def frame_file(
     frame_id: IdPath,
     request: Request,
-    session: SessionDep,
+    db: DbDep,
     settings: SettingsDep,
     _: ViewerToken,
     max_side: Annotated[int | None, Query(ge=previews.MIN_SIDE, le=previews.MAX_SIDE, description=(
-        "Answer a PNG preview (plainly developed, half size at most) with its longer side at most "
+        "Answer a JPEG preview (plainly developed, half size at most) with its longer side at most "
         "this many px (cached; ETag)"))] = None,
 ):
-    """The DNG itself, or with ``max_side`` a PNG preview of it (see :mod:`api.http.previews`)."""
+    """The DNG itself, or with ``max_side`` a JPEG preview of it (see :mod:`core.previews`)."""
+    path, sha256 = await db.run(_frame_file_facts, frame_id)
+    if max_side is None:
+        return _file_response(settings.data_dir, path)
+    return await _preview_response(request, settings.data_dir, path, sha256, max_side)
+
+
+def _frame_file_facts(session: Session, frame_id: int) -> tuple[str, str]:
     row = session.get(Frame, frame_id)
     if row is None:
         raise HTTPException(404, f"no frame with id {frame_id}")
-    if max_side is None:
-        return _file_response(settings.data_dir, row.path)
-    return _preview_response(request, settings.data_dir, row.path, row.sha256, max_side)
+    return row.path, row.sha256
 
 
 @router.get(
