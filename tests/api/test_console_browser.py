@@ -471,4 +471,17 @@ def test_capture_to_processed_pairs_through_a_real_service(served, browser):
           what="the heat maps")
     _shot(driver, "16_calibrations")
     assert not _axe(driver), _axe(driver)
+
+    # A tablet in portrait: every page fits its width (no sideways scrolling).
+    driver.set_window_size(768, 1024)
+    try:
+        for name, path in (("17_tablet_capture", "/capture"), ("18_tablet_jobs", "/jobs"),
+                           ("19_tablet_gallery", "/scenes/browser1")):
+            driver.get(f"{base}{path}")
+            _wait(driver, lambda d: d.execute_script("return document.readyState") == "complete", what=path)
+            overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, (path, overflow)
+            _shot(driver, name)
+    finally:
+        driver.set_window_size(1280, 900)
     assert not [s for s in served.tokens.values() if s in served.log.read_text()]
