@@ -39,6 +39,10 @@ timing (``start``; PSNRa is the fair column there) — about 15 runs of an hour 
     .venv/bin/python benchmarks/paper_comparison.py --recipe configs/lbag_cpu.yaml \
         --repeats 3 --timings centre,start
 
+Every training pair is rendered once, before the runs start (``--jobs`` processes at a time),
+into ``<out>/renders`` (the twin's noise-free renders, ``28·W·H`` bytes each: 4.1 GB per sharp
+timing at the recipe's scale); the runs load them from there.
+
 ``--repeats N`` trains each model with N seeds and reports mean ± half the range; a run whose
 checkpoint exists is scored again, not retrained (``--only`` retrains), so a long comparison can
 be continued across sessions.
@@ -118,6 +122,7 @@ def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace
             "val_seeds": [100],
             "val_pairs": 1,
             "sharp_timing": timing,
+            "render_dir": str(args.out / "renders"),
         },
         patch_size=args.patch,
         batch_size=args.batch,
@@ -221,6 +226,38 @@ def run_one(cfg_data: dict, test_root: str, test_key: str, retrain: bool, device
     tmp.write_text(json.dumps(record, default=str))
     os.replace(tmp, scores_path)
     return record
+
+
+def _render_some(cfg_data: dict, indices: list[int]) -> int:
+    from hardware_sim.training_data import training_datasets
+
+    cfg = parse_config(cfg_data, source="prerender")
+    dataset = training_datasets(cfg.data, "train", cfg.seed)
+    for i in indices:
+        dataset.load_arrays(i)
+    return len(indices)
+
+
+def prerender(configs: list, jobs: int) -> None:
+    """Render every training pair of ``configs`` into their shared ``render_dir`` once, ``jobs``
+    processes at a time, before any run starts (runs drawing the same scenes then load them)."""
+    from hardware_sim.training_data import training_datasets
+
+    seen, work = set(), []
+    for cfg in configs:
+        key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        n = len(training_datasets(cfg.data, "train", cfg.seed))
+        work += [(cfg.model_dump(mode="json"), list(range(k, n, max(1, jobs)))) for k in range(max(1, jobs))]
+    if jobs <= 1:
+        for task in work:
+            _render_some(*task)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for f in [pool.submit(_render_some, *task) for task in work]:
+            f.result()
 
 
 def run_tasks(tasks: list[tuple], jobs: int) -> list[dict | None]:
@@ -336,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             retrain = only is not None and config_name in only
             tasks.append((label, cfg, (cfg.model_dump(mode="json"), str(test_roots[timing]),
                                        test_keys[timing], retrain, args.device, args.no_train)))
+    if not args.no_train:
+        prerender([t[1] for t in tasks], args.jobs)
     records = run_tasks([t[2] for t in tasks], args.jobs)
     per_label: dict[str, list[dict]] = {}
     configs: dict[str, object] = {}

@@ -53,6 +53,8 @@ class DataConfig(_Strict):
     of blur in B at the full 2152-px sensor (:func:`hardware_sim.scene_sampler.random_scene`;
     training scenes only, validation scenes keep the defaults). ``sharp_timing``: the twin's sharp frame at
     the ``centre`` of the blurred one's exposure (default) or at its ``start`` (the paper's timing).
+    ``render_dir``: a folder where the twin keeps every rendered pair on disk, shared by runs
+    and processes that draw the same scenes (none by default).
     """
 
     source: str = "reloblur"
@@ -67,6 +69,7 @@ class DataConfig(_Strict):
     pairs_per_scene: int = Field(8, ge=1)
     noise_sigma: float = Field(0.0, ge=0.0, le=1.0)
     cache_pairs: int = Field(0, ge=0)
+    render_dir: Path | None = None
     exclude_assets: list[str] = Field(default_factory=list)
     movers: list[str] | None = None
     blur_b_px: tuple[float, float] = (20.0, 70.0)

@@ -8,6 +8,9 @@ deblurring package never imports the simulator. Samples follow :mod:`core.sample
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,6 +26,9 @@ from core.samples import pair_sample
 from hardware_sim.scene_sampler import DEFAULT_BLUR_B_PX, RANDOM_PRESET, random_scene
 from hardware_sim.spec import SHARP_TIMINGS, load_preset, with_sensor_size, with_sharp_timing
 from hardware_sim.twin import RigTwin
+
+RENDER_FORMAT = 1
+"""Version of the on-disk renders of ``render_dir`` (part of their names)."""
 
 __all__ = ["TwinPairDataset", "export_twin_dataset", "training_datasets"]
 
@@ -61,6 +67,12 @@ class TwinPairDataset(Dataset):
     recently rendered pairs (rendering one costs ~35 ms at 384×256 on one core; a pair is
     ``28·W·H`` bytes, 2.6 MB at 384×256). Rendering is deterministic, so a cached pair equals a
     fresh one; cached arrays are read-only.
+
+    ``render_dir`` (optional): a folder where every rendered pair is also kept on disk (the
+    noise-free render, ``.npz``, named by a hash of the scene spec, the pair and the size;
+    written atomically), so that other runs and processes drawing the same scenes (the
+    comparison's fifteen runs, a rerun of a recipe) load it instead of rendering it again. The
+    noise is added after loading, so a pair from disk equals a fresh one.
     """
 
     def __init__(
@@ -78,6 +90,7 @@ class TwinPairDataset(Dataset):
         sharp_timing: Literal["centre", "start"] = "centre",
         movers: Sequence[str] | None = None,
         blur_b_px: tuple[float, float] = DEFAULT_BLUR_B_PX,
+        render_dir: Path | str | None = None,
     ) -> None:
         if not presets:
             raise ValueError("TwinPairDataset needs at least one preset")
@@ -104,6 +117,7 @@ class TwinPairDataset(Dataset):
         self.exclude_assets = tuple(exclude_assets)
         self.movers = None if movers is None else tuple(movers)
         self.blur_b_px = (float(blur_b_px[0]), float(blur_b_px[1]))
+        self.render_dir = None if render_dir is None else Path(render_dir)
         # Validate the presets, sizes and exclusions up front (named errors from hardware_sim).
         self._specs: dict[tuple[str, int], Any] = {}
         for p in self.presets:
@@ -166,16 +180,38 @@ class TwinPairDataset(Dataset):
                 self._pairs.popitem(last=False)
         return blur, sharp, mask, self.sample_id(index)
 
+    def _render_path(self, preset: str, seed: int, k: int) -> Path:
+        spec = self._specs[(preset, seed)]
+        key = json.dumps({"spec": spec.model_dump(mode="json"), "seed": seed, "pair": k,
+                          "pairs": self.pairs_per_scene, "size": [self.width, self.height],
+                          "format": RENDER_FORMAT}, sort_keys=True)
+        return self.render_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+
+    def _render_clean(self, preset: str, seed: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The noise-free pair, from ``render_dir`` when it is there (and kept there when not)."""
+        path = None if self.render_dir is None else self._render_path(preset, seed, k)
+        if path is not None and path.is_file():
+            with np.load(path) as kept:
+                return kept["blur"], kept["sharp"], kept["mask"]
+        shot = self._twin(preset, seed).pair(k, self.pairs_per_scene)
+        blur = srgb.encode(shot.blurred_linear).astype(np.float32)
+        sharp = srgb.encode(shot.sharp_linear).astype(np.float32)
+        mask = np.array(shot.mask, dtype=bool)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, blur=blur, sharp=sharp, mask=mask)
+            os.replace(tmp, path)
+        return blur, sharp, mask
+
     def _render(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         preset, seed, k = self.locate(index)
-        shot = self._twin(preset, seed).pair(k, self.pairs_per_scene)
-        blur = srgb.encode(shot.blurred_linear)
-        sharp = srgb.encode(shot.sharp_linear)
+        blur, sharp, mask = self._render_clean(preset, seed, k)
         if self.noise_sigma > 0:
             rng = np.random.default_rng([self.noise_seed, index % len(self)])
             noise = rng.standard_normal(blur.shape, dtype=np.float32) * np.float32(self.noise_sigma)
             blur = np.clip(blur + noise, 0.0, 1.0).astype(np.float32)
-        return blur, sharp, np.array(shot.mask, dtype=bool)
+        return blur, sharp, mask
 
     def __getitem__(self, index: int) -> dict:
         blur, sharp, mask, sid = self.load_arrays(index)
@@ -264,16 +300,16 @@ def export_twin_dataset(
 def training_datasets(data: Any, split: Literal["train", "val"], seed: int) -> TwinPairDataset | None:
     """The ``twin`` source of ``deblur.train``: ``data`` is its ``DataConfig`` (``presets``,
     ``width``, ``height``, ``seeds``, ``pairs_per_scene``, ``noise_sigma``, ``cache_pairs``,
-    ``exclude_assets``, ``movers``, ``blur_b_px``, ``sharp_timing``; for ``val``: ``val_presets``, ``val_seeds``,
+    ``exclude_assets``, ``movers``, ``blur_b_px``, ``sharp_timing``, ``render_dir``; for ``val``: ``val_presets``, ``val_seeds``,
     ``val_pairs``). ``val`` without ``val_presets`` → ``None``. ``seed``: the run's seed (the
     training noise's)."""
     if split == "train":
         return TwinPairDataset(
             data.presets, data.width, data.height, data.seeds, data.pairs_per_scene, data.noise_sigma, seed,
             cache_pairs=data.cache_pairs, exclude_assets=data.exclude_assets, sharp_timing=data.sharp_timing,
-            movers=data.movers, blur_b_px=tuple(data.blur_b_px),
+            movers=data.movers, blur_b_px=tuple(data.blur_b_px), render_dir=data.render_dir,
         )
     if not data.val_presets:
         return None
     return TwinPairDataset(data.val_presets, data.width, data.height, data.val_seeds, data.val_pairs,
-                           sharp_timing=data.sharp_timing)
+                           sharp_timing=data.sharp_timing, render_dir=data.render_dir)

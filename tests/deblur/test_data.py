@@ -297,6 +297,36 @@ def test_twin_pair_cache_returns_the_rendered_pair_read_only():
         TwinPairDataset(["ball"], W, H, cache_pairs=-1)
 
 
+def test_twin_renders_kept_on_disk_are_shared_and_equal_a_fresh_render(tmp_path, monkeypatch):
+    """``render_dir``: the first dataset renders and keeps each pair; a second one over the same
+    scenes (another run, another process) loads them without rendering, with its own noise
+    added after loading; other scenes get other files."""
+    from hardware_sim.twin import RigTwin
+
+    fresh = TwinPairDataset(["random"], W, H, seeds=[0, 1], pairs_per_scene=2, noise_sigma=0.01)
+    expected = [fresh.load_arrays(i)[:3] for i in range(len(fresh))]
+    first = TwinPairDataset(["random"], W, H, seeds=[0, 1], pairs_per_scene=2, noise_sigma=0.01,
+                            render_dir=tmp_path / "renders")
+    for i in range(len(first)):
+        first.load_arrays(i)
+    kept = sorted((tmp_path / "renders").glob("*.npz"))
+    assert len(kept) == 4 and not list((tmp_path / "renders").glob(".*"))  # no temporary left
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("rendered although the pair is on disk")
+
+    monkeypatch.setattr(RigTwin, "pair", no_rendering)
+    second = TwinPairDataset(["random"], W, H, seeds=[0, 1], pairs_per_scene=2, noise_sigma=0.01,
+                             render_dir=tmp_path / "renders")
+    for i in range(len(second)):
+        for a, b in zip(expected[i], second.load_arrays(i)[:3], strict=True):
+            np.testing.assert_array_equal(a, b)
+    other = TwinPairDataset(["random"], W, H, seeds=[0, 1], pairs_per_scene=2, movers=["disc", "wheel"],
+                            render_dir=tmp_path / "renders")
+    with pytest.raises(AssertionError, match="rendered although"):
+        other.load_arrays(0)
+
+
 def test_twin_pairs_take_the_sharp_frame_at_the_centre_of_the_blurred_exposure_by_default():
     """``sharp_timing`` reaches the twin: ``centre`` (default) renders the sharp image over the
     middle of B's window, ``start`` over its first tS (the published set's timing); the blurred
