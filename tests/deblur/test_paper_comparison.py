@@ -71,7 +71,7 @@ def test_repeats_timings_and_the_recipe_scale(tmp_path: Path):
     assert results["LBAG (start timing)"]["timing"] == "start"
     assert (tmp_path / "lbag_start_s1" / "checkpoints").is_dir()
     text = (tmp_path / "table.md").read_text()
-    assert " ± " in text and "cosine schedule" in text and "2 training seed(s)" in text
+    assert " ± " in text and "cosine schedule" in text and "training seeds per model: LBAG 2, LBAG (start timing) 2" in text
     # the start-timed test data differ from the centre-timed ones in the sharp images only
     floor_c, floor_s = results["blurred input"]["mean"], results["blurred input (start timing)"]["mean"]
     assert floor_c["PSNRw"] != floor_s["PSNRw"]
