@@ -9,7 +9,7 @@ const scene = list.dataset.scene;
 function thumb(product, label, capture) {
   if (!product) return el("span", { class: "thumb missing" }, `no ${label}`);
   return el("img", { src: `/api/v1/products/${product.id}/file?max_side=${THUMB}`, class: "thumb",
-                     loading: "lazy", alt: `${label} of pair ${capture.trigger_index}`, width: String(THUMB) });
+                     loading: "lazy", decoding: "async", alt: `${label} of pair ${capture.trigger_index}`, width: String(THUMB) });
 }
 
 try {
