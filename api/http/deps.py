@@ -112,6 +112,10 @@ def _retrieve(future: asyncio.Future) -> None:
         future.exception()
 
 
+FACTS_MAX = 10_000
+"""Entries of :meth:`Database.facts` kept at most (then it starts afresh)."""
+
+
 class Database:
     """The app's sessions for ``async def`` routes: ``await db.run(fn, *args)`` runs
     ``fn(session, *args)`` in the thread pool with a new session (closed afterwards; ``fn``
@@ -124,6 +128,7 @@ class Database:
         self.factory, self.cache = factory, cache
         self.single_flight = SingleFlight()
         self._values: dict[Any, tuple[float, Any]] = {}
+        self._facts: dict[Any, tuple[int, Any]] = {}
         self._background: set[asyncio.Task] = set()
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -160,6 +165,24 @@ class Database:
         else:
             body = await self.single_flight.run(("read", key, version), query)
         return Response(body, media_type="application/json")
+
+    async def facts(self, key: Any, fn: Callable[..., T], *args: Any) -> T:
+        """``await self.run(fn, *args)``, reused while the database's change version is the one
+        it was read at (exact, as the read cache is; every call queries without a read cache).
+        For the small facts a file route needs per request (a product's path and hash): a
+        gallery asks for 150 previews at once, and a thread hop each costs more than the file."""
+        cache = self.cache
+        version = cache.version() if cache is not None else None
+        if version is not None:
+            hit = self._facts.get(key)
+            if hit is not None and hit[0] == version:
+                return hit[1]
+        value = await self.run(fn, *args)
+        if version is not None:
+            if len(self._facts) >= FACTS_MAX:
+                self._facts.clear()
+            self._facts[key] = (version, value)
+        return value
 
     async def fresh(self, key: Any, call: Callable[[], Awaitable[T]], max_age: float) -> T:
         """``await call()``, reused for ``max_age`` seconds (from when the call began); past

@@ -301,3 +301,23 @@ def test_a_calibrations_residual_cast_is_a_heat_map_of_its_corrected_lightbox(li
             assert image[cr * CELL_PX + CELL_PX // 2, x0].tolist() == [255, 255, 255]
         assert client.get(f"/api/v1/calibrations/{cid}/residual.png", params={"range_pct": 0}).status_code == 422
         assert client.get("/api/v1/calibrations/999999/residual.png").status_code == 404
+
+
+def test_a_file_route_reuses_a_products_facts_only_while_the_database_is_unchanged(live):
+    """The preview route keeps a product's path and hash while the change version holds: a row
+    removed meanwhile answers 404 at once, not the remembered file."""
+    from core.models import Product
+
+    pid = live.ids["product_mask"]
+    with live.client("viewer") as client:
+        url = f"/api/v1/products/{pid}/file"
+        assert client.get(url, params={"max_side": 32}).status_code == 200
+        assert client.get(url, params={"max_side": 32}).status_code == 200  # from the facts
+        with session_factory(live.engine)() as s:
+            s.delete(s.get(Product, pid))
+            s.commit()
+        deadline = time.monotonic() + 5
+        while client.get(url, params={"max_side": 32}).status_code != 404:
+            assert time.monotonic() < deadline, "a removed product is still served"
+            time.sleep(0.05)
+        assert client.get(url).status_code == 404

@@ -138,9 +138,10 @@ async def product_file(
         "Answer a preview (JPEG for colour, PNG for masks) with its longer side at most this many px (cached; ETag)"))] = None,
 ):
     """The file itself, or with ``max_side`` a downscaled preview of an image product
-    (``ETag``; ``If-None-Match`` → 304; kept an hour by the browser). Async, with the row read
-    in a worker thread: a gallery asks for 150 of these at once."""
-    path, sha256, kind = await db.run(_product_file_facts, product_id)
+    (``ETag``; ``If-None-Match`` → 304; kept an hour by the browser). Async; the row's path and
+    hash are reused while the database is unchanged (:meth:`Database.facts`): a gallery asks
+    for 150 of these at once."""
+    path, sha256, kind = await db.facts(("product-file", product_id), _product_file_facts, product_id)
     if max_side is None:
         return _file_response(settings.data_dir, path)
     if PurePosixPath(path).suffix.lower() not in (".png", ".tif", ".tiff"):
@@ -204,7 +205,7 @@ async def frame_file(
         "this many px (cached; ETag)"))] = None,
 ):
     """The DNG itself, or with ``max_side`` a JPEG preview of it (see :mod:`core.previews`)."""
-    path, sha256 = await db.run(_frame_file_facts, frame_id)
+    path, sha256 = await db.facts(("frame-file", frame_id), _frame_file_facts, frame_id)
     if max_side is None:
         return _file_response(settings.data_dir, path)
     return await _preview_response(request, settings.data_dir, path, sha256, max_side)
