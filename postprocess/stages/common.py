@@ -145,12 +145,16 @@ class ProductStore:
 
     def find(self, session: Session, kind: ProductKind, h: str) -> Product | None:
         """The recorded product of that hash whose file is in place (a row whose file is gone
-        is removed, so the product is made anew)."""
+        is removed, so the product is made anew); its gallery preview is made if it is missing
+        (products stored before post-processing made them), so processing a scene again fills
+        its gallery's previews."""
         row = session.scalar(select(Product).where(Product.kind == kind, Product.params_hash == h))
         if row is not None and not (self.data_dir / row.path).is_file():
             session.delete(row)
             session.commit()
             return None
+        if row is not None and row.kind in GALLERY_KINDS:  # a product stored before previews were
+            previews.warm(self.data_dir, [(row.path, row.sha256)])  # made at storing gets one now
         return row
 
     @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,10 @@ def test_the_gallery_previews_are_made_as_the_products_are_stored(engine, tmp_pa
     assert max(thumb.shape[:2]) == min(previews.GALLERY_SIDE, max(SMALL))
     # the cache is the route's: asking for the preview again makes nothing
     assert previews.warm(data_dir, items) == 0
+    # products stored before previews were made at storing get theirs when the scene is processed again
+    shutil.rmtree(cache)
+    process_scene(engine, data_dir, scene)
+    assert {p.stem for p in cache.glob("*")} == made
 
 
 def test_16_bit_outputs(engine, tmp_path):
