@@ -43,9 +43,13 @@ Every training pair is rendered once, before the runs start (``--jobs`` processe
 into ``<out>/renders`` (the twin's noise-free renders, ``28·W·H`` bytes each: 4.1 GB per sharp
 timing at the recipe's scale); the runs load them from there.
 
-``--repeats N`` trains each model with N seeds and reports mean ± half the range; a run whose
-checkpoint exists is scored again, not retrained (``--only`` retrains), so a long comparison can
-be continued across sessions.
+``--repeats N`` trains each model with N seeds and reports mean ± half the range. A finished run
+keeps its scores in ``<run>/scores.json`` under a key of its training settings and of the test
+sets; a later invocation with the same settings reuses them (and scores, rather than retrains, a
+checkpoint trained under the same key; ``--only`` retrains), so a long comparison can be
+continued across sessions. With ``--out benchmarks/results/paper_comparison_cpu`` those small
+files are kept in the repository (its ``.gitignore`` keeps out checkpoints and renders), so a
+CPU comparison can be trained a few runs per session and gathered with ``--no-train``.
 
 Writes ``<out>/table.md``, ``<out>/results.json``, ``<out>/training_scenes.png`` (the first six
 training scenes, blurred | sharp) and each run's folder (checkpoints, logs).
@@ -73,6 +77,7 @@ from deblur.data import ReLoBlurDataset, to_float01
 from deblur.infer import deblur_image, load_checkpoint
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table
 from deblur.train import find_checkpoints, train
+from hardware_sim.scene_sampler import DEFAULT_BLUR_B_PX
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = (
@@ -85,6 +90,9 @@ TRAIN_PRESETS = ["random"]
 TEST_PRESETS = ["pedestrian"]
 #: Kept out of the training scenes, so that the pedestrian test scene is scene-disjoint.
 EXCLUDED_ASSETS = ["pedestrian"]
+#: What a ``--recipe`` also sets in the training scenes: the movers, the blur range and the
+#: training noise (the test sets' noise stays ``--noise-sigma``, none by default).
+RECIPE_SCENE_KEYS = ("movers", "blur_b_px", "noise_sigma")
 #: First seed of the held-out random scenes (training uses seeds 0 … --train-seeds − 1).
 HELD_OUT_SEED = 100
 
@@ -102,9 +110,11 @@ def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace
     else:
         num_res = max(1, round(full_num_res * args.depth_scale))
     schedule = {"lr_halving_steps": max(1, (3 * args.steps) // 4)}
+    scenes = {"noise_sigma": args.noise_sigma}
     if args.recipe_config is not None:
         schedule = {k: args.recipe_config[k] for k in
                     ("lr_schedule", "warmup_steps", "lr_final_ratio", "lr_halving_steps", "colour_permute")}
+        scenes = {k: args.recipe_config["data"][k] for k in RECIPE_SCENE_KEYS}
     data.update(
         model_kwargs={**data.get("model_kwargs", {}), "num_res": num_res},
         data={
@@ -114,7 +124,7 @@ def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace
             "height": args.height,
             "seeds": list(range(args.train_seeds)),
             "pairs_per_scene": args.pairs,
-            "noise_sigma": args.noise_sigma,
+            **scenes,
             "exclude_assets": EXCLUDED_ASSETS,
             # Every training pair rendered once and kept: 28·W·H bytes each.
             "cache_pairs": len(TRAIN_PRESETS) * args.train_seeds * args.pairs,
@@ -147,8 +157,10 @@ def write_scene_sheet(path: Path, args: argparse.Namespace, n: int = 6) -> None:
     from core.filestore import write_png
     from hardware_sim.training_data import TwinPairDataset
 
+    recipe = {} if args.recipe_config is None else args.recipe_config["data"]
     scenes = TwinPairDataset(TRAIN_PRESETS, args.width, args.height, list(range(min(n, args.train_seeds))),
-                             1, exclude_assets=EXCLUDED_ASSETS)
+                             1, exclude_assets=EXCLUDED_ASSETS, movers=recipe.get("movers"),
+                             blur_b_px=tuple(recipe.get("blur_b_px", DEFAULT_BLUR_B_PX)))
     rows = [np.hstack(scenes.load_arrays(i)[:2]) for i in range(len(scenes))]
     write_png(path, np.vstack(rows))
 
@@ -188,37 +200,54 @@ def _cells(mean: dict, spread: dict) -> dict:
     return out
 
 
+#: Config fields that do not change what a run learns (where it runs and writes, its logging).
+_NOT_IN_RUN_KEY = ("device", "out_dir", "num_workers", "log_every", "resume")
+
+
+def run_key(cfg_data: dict) -> str:
+    """A hash of what a run trains (its config less where it runs and writes, and where the
+    shared renders live): scores kept under another key are not reused."""
+    kept = {k: v for k, v in cfg_data.items() if k not in _NOT_IN_RUN_KEY}
+    kept["data"] = {k: v for k, v in kept.get("data", {}).items() if k != "render_dir"}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def run_one(cfg_data: dict, test_root: str, test_key: str, retrain: bool, device: str,
             no_train: bool = False) -> dict | None:
     """Train one run (unless its checkpoint exists and ``retrain`` is false) and score it on the
     test set at ``test_root`` (split test: the pedestrian; split train: held-out random scenes).
-    The scores are kept in ``<out_dir>/scores.json`` with the test set's key, so that a finished
-    run is not scored again (a comparison can be continued, or gathered from runs made
-    elsewhere, from that small file alone). With ``no_train`` a run not trained yet is skipped
-    (None)."""
+    The scores are kept in ``<out_dir>/scores.json`` with the test set's key and the run's
+    (:func:`run_key`), so that a finished run is not scored again (a comparison can be
+    continued, or gathered from runs made elsewhere, from that small file alone). A checkpoint
+    trained under another run key (``timing.json``) counts as not trained. With ``no_train`` a
+    run not trained yet is skipped (None)."""
     cfg = parse_config(cfg_data, source=f"{cfg_data['name']} (comparison scale)")
     out_dir = Path(cfg.out_dir)
     scores_path = out_dir / "scores.json"
+    key = run_key(cfg_data)
     if not retrain and scores_path.exists():
         record = json.loads(scores_path.read_text())
-        if record.get("test_key") == test_key:
+        if record.get("test_key") == test_key and record.get("run_key") == key:
             return record
-    if no_train and not find_checkpoints(cfg.out_dir):
+    timing_path = out_dir / "timing.json"
+    trained = (bool(find_checkpoints(cfg.out_dir)) and timing_path.exists()
+               and json.loads(timing_path.read_text()).get("run_key") == key)
+    if no_train and not trained:
         return None
-    if retrain or not find_checkpoints(cfg.out_dir):
+    if retrain or not trained:
         t0 = time.perf_counter()
         run = train(cfg, overwrite=True, progress=True)
         seconds = time.perf_counter() - t0
-        info = {"seconds": seconds, "it_per_s": cfg.total_steps / seconds, "device": run["device"]}
-        (out_dir / "timing.json").write_text(json.dumps(info))
-    info = json.loads((out_dir / "timing.json").read_text())
+        info = {"seconds": seconds, "it_per_s": cfg.total_steps / seconds, "device": run["device"], "run_key": key}
+        timing_path.write_text(json.dumps(info))
+    info = json.loads(timing_path.read_text())
     model, _ = load_checkpoint(find_checkpoints(cfg.out_dir)[-1], device=device)
     used = str(next(model.parameters()).device)
     test, held_out = ReLoBlurDataset(test_root, split="test"), ReLoBlurDataset(test_root, split="train")
     rows, held_out_rows = score(model, test, used), score(model, held_out, used)
     record = {"seed": cfg.seed, **info, "images": rows, "mean": average_metrics(rows),
               "held_out_images": held_out_rows, "held_out_mean": average_metrics(held_out_rows),
-              "params": sum(p.numel() for p in model.parameters()), "test_key": test_key}
+              "params": sum(p.numel() for p in model.parameters()), "test_key": test_key, "run_key": key}
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -7,7 +7,11 @@ sets the twin renders at the recipe's size (1076×718, sharp timing ``centre``):
 - random scenes of seeds the training never drew (200+: known objects and backgrounds in new
   places, paths, speeds and exposures);
 
-with the paper's Table 1 columns (8-bit quantised first) for the blurred input (the floor) and
+optionally with Gaussian noise of ``--noise-sigma`` (sRGB units) on the blurred inputs, as a
+camera's sensor adds (the twin's renders are noise-free); and, with ``--reloblur-root``, a
+ReLoBlur-layout folder's test split (``make demo``'s export ``var/exports/demo``: pairs that
+came through the whole rig and post-processing pipeline). Every set is scored with the
+paper's Table 1 columns (8-bit quantised first) for the blurred input (the floor) and
 the model, the gain, and the predicted mask's IoU against the true mask (gate ≥ 0.5). With
 ``--run-dir`` (a training run's ``out_dir``) it also draws the learning curve (held-out PSNRw
 against the input's, from ``val.csv``) and reports the median training speed (``train_log.csv``).
@@ -17,6 +21,7 @@ Writes ``<out>/table.md``, ``<out>/results.json``, ``<out>/learning_curve.png`` 
 predicted mask | true mask.
 
     .venv/bin/python benchmarks/recipe_eval.py [--checkpoint CKPT] [--run-dir var/runs/lbag_cpu]
+        [--noise-sigma 0.01] [--reloblur-root var/exports/demo]
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from core.filestore import write_png
 from deblur.data import to_float01
 from deblur.infer import deblur_image, describe_checkpoint, load_checkpoint
 from deblur.metrics import METRIC_KEYS, average_metrics, evaluate_pair, format_table, mask_iou
+from deblur.reloblur_dataset import ReLoBlurDataset
 from hardware_sim.training_data import TwinPairDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +51,24 @@ SHIPPED = ROOT / "deblur" / "weights" / "lbag_twin_cpu.pt"
 COLUMNS = ["name", "PSNR", "SSIM", "PSNRw", "SSIMw", "maskIoU"]
 
 
-def held_out_sets(args: argparse.Namespace) -> dict[str, TwinPairDataset]:
-    """The two held-out sets (see the module docstring)."""
+#: The noise's seed on the held-out sets (training runs draw theirs from the run's seed).
+HELD_OUT_NOISE_SEED = 7
+
+
+def held_out_sets(args: argparse.Namespace) -> dict[str, TwinPairDataset | ReLoBlurDataset]:
+    """The held-out sets (see the module docstring)."""
     size = (args.width, args.height)
-    return {
-        "pedestrian": TwinPairDataset(["pedestrian"], *size, list(range(100, 100 + args.pedestrian_seeds)),
-                                      args.pairs, sharp_timing=args.sharp_timing),
-        "held-out random": TwinPairDataset(["random"], *size, list(range(200, 200 + args.random_seeds)),
-                                           args.pairs, sharp_timing=args.sharp_timing),
+    noise = {"noise_sigma": args.noise_sigma, "noise_seed": HELD_OUT_NOISE_SEED}
+    suffix = f" (noise σ {args.noise_sigma:g})" if args.noise_sigma > 0 else ""
+    sets: dict[str, TwinPairDataset | ReLoBlurDataset] = {
+        f"pedestrian{suffix}": TwinPairDataset(["pedestrian"], *size, list(range(100, 100 + args.pedestrian_seeds)),
+                                               args.pairs, sharp_timing=args.sharp_timing, **noise),
+        f"held-out random{suffix}": TwinPairDataset(["random"], *size, list(range(200, 200 + args.random_seeds)),
+                                                    args.pairs, sharp_timing=args.sharp_timing, **noise),
     }
+    if args.reloblur_root is not None:
+        sets[f"{args.reloblur_root.name} test split"] = ReLoBlurDataset(args.reloblur_root, split="test")
+    return sets
 
 
 def _gray3(mask: np.ndarray) -> np.ndarray:
@@ -62,7 +77,7 @@ def _gray3(mask: np.ndarray) -> np.ndarray:
     return np.repeat(m[..., None], 3, axis=2)
 
 
-def score_set(model, dataset: TwinPairDataset, picture: Path) -> tuple[list[dict], list[dict]]:
+def score_set(model, dataset: TwinPairDataset | ReLoBlurDataset, picture: Path) -> tuple[list[dict], list[dict]]:
     """Per-pair metric rows of the input and of the model; writes the before/after sheet."""
     floor_rows, model_rows, strips = [], [], []
     for i in range(len(dataset)):
@@ -130,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-seeds", type=int, default=4)
     p.add_argument("--pairs", type=int, default=1, help="pairs per scene")
     p.add_argument("--sharp-timing", default="centre", choices=["centre", "start"])
+    p.add_argument("--noise-sigma", type=float, default=0.0, help="Gaussian noise on the twin's blurred inputs (sRGB)")
+    p.add_argument("--reloblur-root", type=Path, default=None,
+                   help="also score this ReLoBlur-layout folder's test split (e.g. var/exports/demo)")
     p.add_argument("--out", type=Path, default=ROOT / "var" / "recipe_eval")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = p.parse_args(argv)
@@ -144,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 for k in METRIC_KEYS}
         results["sets"][name] = {"input": floor, "model": mean, "gain": gain,
                                  "pairs": len(dataset), "images": model_rows}
-        lines += [f"{name} ({len(dataset)} pairs at {args.width}×{args.height}):", "",
+        size = f" at {args.width}×{args.height}" if isinstance(dataset, TwinPairDataset) else ""
+        lines += [f"{name} ({len(dataset)} pairs{size}):", "",
                   format_table([{"name": "blurred input", **floor}, {"name": "LBAG (this model)", **mean},
                                 {"name": "gain", **gain}], COLUMNS), ""]
     if args.run_dir is not None:

@@ -43,8 +43,8 @@ class DataConfig(_Strict):
     ``val_images`` samples of ``val_split``; ``on_bad`` as :class:`deblur.data.ReLoBlurDataset`.
 
     ``source: twin``: :class:`hardware_sim.training_data.TwinPairDataset` pairs at ``width``×``height`` from
-    ``presets`` × ``seeds`` × ``pairs_per_scene`` (optional ``noise_sigma`` on the blurred
-    input); validation on ``val_presets`` × ``val_seeds`` × ``val_pairs`` (keep them disjoint
+    ``presets`` × ``seeds`` × ``pairs_per_scene`` (optional ``noise_sigma``, Gaussian noise in
+    sRGB units on the blurred input: one σ, or ``[min, max]`` for a σ drawn per pair); validation on ``val_presets`` × ``val_seeds`` × ``val_pairs`` (keep them disjoint
     from the training presets for a scene-disjoint validation). ``cache_pairs`` > 0 keeps that
     many rendered training pairs per data-loader worker (``28·width·height`` bytes each) instead
     of re-rendering a pair for every patch; 0 (the default) renders every time. The preset
@@ -67,7 +67,7 @@ class DataConfig(_Strict):
     height: int = Field(342, ge=16, le=16384)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3])
     pairs_per_scene: int = Field(8, ge=1)
-    noise_sigma: float = Field(0.0, ge=0.0, le=1.0)
+    noise_sigma: float | tuple[float, float] = 0.0
     cache_pairs: int = Field(0, ge=0)
     render_dir: Path | None = None
     exclude_assets: list[str] = Field(default_factory=list)
@@ -91,6 +91,10 @@ class DataConfig(_Strict):
             raise ValueError("data.root is required when data.source is 'reloblur'")
         if self.source == "twin" and not self.presets:
             raise ValueError("data.presets must name at least one preset when data.source is 'twin'")
+        low, high = (self.noise_sigma, self.noise_sigma) if isinstance(self.noise_sigma, float) else self.noise_sigma
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"data.noise_sigma must be a σ in [0, 1] or [min, max] with 0 ≤ min ≤ max ≤ 1, "
+                             f"got {self.noise_sigma}")
         if not 1.0 <= self.blur_b_px[0] <= self.blur_b_px[1]:
             raise ValueError(f"data.blur_b_px must be [min, max] with 1 ≤ min ≤ max px, got {list(self.blur_b_px)}")
         return self

@@ -30,7 +30,7 @@ from hardware_sim.twin import RigTwin
 RENDER_FORMAT = 1
 """Version of the on-disk renders of ``render_dir`` (part of their names)."""
 
-__all__ = ["TwinPairDataset", "export_twin_dataset", "training_datasets"]
+__all__ = ["TwinPairDataset", "export_twin_dataset", "noise_sigma_range", "training_datasets"]
 
 
 class TwinPairDataset(Dataset):
@@ -46,7 +46,10 @@ class TwinPairDataset(Dataset):
     with the sRGB transfer curve (clipped to [0, 1]); the mask is the true blur mask. These are
     ideal aligned pairs: they skip the capture and post-processing pipeline. ``noise_sigma`` > 0
     adds Gaussian noise (sRGB units) to the blurred image only, keyed by ``(noise_seed, i)``,
-    then clips to [0, 1]. Everything is deterministic for given arguments.
+    then clips to [0, 1]. ``noise_sigma`` may also be a range ``(min, max)``: each pair then
+    draws its own σ uniformly from it (keyed the same way), so that a model sees clean and noisy
+    inputs alike (a range that includes 0 keeps clean pairs in the mix). Everything is
+    deterministic for given arguments.
 
     ``sharp_timing``: when the sharp camera's exposure starts, ``"centre"`` (default: S's window
     is the middle of B's, so the sharp object stands at the centre of its blur trail and the
@@ -82,7 +85,7 @@ class TwinPairDataset(Dataset):
         height: int = 342,
         seeds: Sequence[int] = (0,),
         pairs_per_scene: int = 8,
-        noise_sigma: float = 0.0,
+        noise_sigma: float | tuple[float, float] = 0.0,
         noise_seed: int = 0,
         cache_twins: int = 4,
         cache_pairs: int = 0,
@@ -98,8 +101,7 @@ class TwinPairDataset(Dataset):
             raise ValueError("TwinPairDataset needs at least one seed")
         if pairs_per_scene < 1:
             raise ValueError(f"pairs_per_scene must be ≥ 1, got {pairs_per_scene}")
-        if noise_sigma < 0:
-            raise ValueError(f"noise_sigma must be ≥ 0, got {noise_sigma}")
+        self.noise_sigma_range = noise_sigma_range(noise_sigma)
         if cache_pairs < 0:
             raise ValueError(f"cache_pairs must be ≥ 0, got {cache_pairs}")
         if sharp_timing not in SHARP_TIMINGS:
@@ -109,7 +111,6 @@ class TwinPairDataset(Dataset):
         self.seeds = tuple(int(s) for s in seeds)
         self.pairs_per_scene = int(pairs_per_scene)
         self.width, self.height = int(width), int(height)
-        self.noise_sigma = float(noise_sigma)
         self.noise_seed = int(noise_seed)
         self.cache_twins = max(1, int(cache_twins))
         self.cache_pairs = int(cache_pairs)
@@ -207,11 +208,20 @@ class TwinPairDataset(Dataset):
     def _render(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         preset, seed, k = self.locate(index)
         blur, sharp, mask = self._render_clean(preset, seed, k)
-        if self.noise_sigma > 0:
-            rng = np.random.default_rng([self.noise_seed, index % len(self)])
-            noise = rng.standard_normal(blur.shape, dtype=np.float32) * np.float32(self.noise_sigma)
+        sigma = self.noise_sigma_of(index)
+        if sigma > 0:
+            rng = np.random.default_rng([self.noise_seed, index % len(self), 1])
+            noise = rng.standard_normal(blur.shape, dtype=np.float32) * np.float32(sigma)
             blur = np.clip(blur + noise, 0.0, 1.0).astype(np.float32)
         return blur, sharp, mask
+
+    def noise_sigma_of(self, index: int) -> float:
+        """The noise σ (sRGB units) that pair ``index`` gets on its blurred image."""
+        self.locate(index)
+        low, high = self.noise_sigma_range
+        if low == high:
+            return low
+        return float(np.random.default_rng([self.noise_seed, index % len(self)]).uniform(low, high))
 
     def __getitem__(self, index: int) -> dict:
         blur, sharp, mask, sid = self.load_arrays(index)
@@ -223,6 +233,20 @@ class TwinPairDataset(Dataset):
         state["_twins"] = OrderedDict()
         state["_pairs"] = OrderedDict()
         return state
+
+
+def noise_sigma_range(noise_sigma: float | Sequence[float]) -> tuple[float, float]:
+    """``σ`` or ``(min, max)`` ↦ ``(min, max)`` with 0 ≤ min ≤ max ≤ 1 (sRGB units), else ValueError."""
+    if isinstance(noise_sigma, (int, float)):
+        low = high = float(noise_sigma)
+    else:
+        values = [float(v) for v in noise_sigma]
+        if len(values) != 2:
+            raise ValueError(f"noise_sigma must be a number or [min, max], got {list(noise_sigma)}")
+        low, high = values
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"noise_sigma must lie in [0, 1] (as [min, max], min ≤ max), got {noise_sigma}")
+    return low, high
 
 
 def export_twin_dataset(

@@ -58,6 +58,28 @@ def test_recipe_eval_scores_both_held_out_sets(tmp_path):
     assert "| gain |" in (out / "table.md").read_text()
 
 
+def test_recipe_eval_scores_noisy_sets_and_a_reloblur_export(tmp_path):
+    """``--noise-sigma`` scores noisy inputs (a lower floor than the clean set's);
+    ``--reloblur-root`` adds the export's test split (here a tiny twin export)."""
+    from hardware_sim.training_data import export_twin_dataset
+
+    export_twin_dataset(tmp_path / "export", presets=["ball", "car"], n_scenes=1, pairs=1, width=128, height=96)
+    ckpt = random_init_checkpoint("lbag", tmp_path / "m.pt", num_res=1)
+    common = ["--checkpoint", str(ckpt), "--width", "128", "--height", "96", "--pedestrian-seeds", "1",
+              "--random-seeds", "1"]
+    script = _script("recipe_eval")
+    assert script.main([*common, "--out", str(tmp_path / "clean")]) == 0
+    assert script.main([*common, "--noise-sigma", "0.02", "--reloblur-root", str(tmp_path / "export"),
+                        "--out", str(tmp_path / "noisy")]) == 0
+    clean = json.loads((tmp_path / "clean" / "results.json").read_text())["sets"]
+    noisy = json.loads((tmp_path / "noisy" / "results.json").read_text())["sets"]
+    assert set(noisy) == {"pedestrian (noise σ 0.02)", "held-out random (noise σ 0.02)", "export test split"}
+    assert noisy["pedestrian (noise σ 0.02)"]["input"]["PSNR"] < clean["pedestrian"]["input"]["PSNR"] - 1.0
+    export = noisy["export test split"]
+    assert export["pairs"] == 1 and export["images"][0]["name"].startswith("car_s0/")
+    assert (tmp_path / "noisy" / "export_test_split_before_after.png").is_file()
+
+
 def test_mask_geometry_reports_share_box_and_centroid():
     mask = np.zeros((100, 200), bool)
     mask[10:30, 50:150] = True

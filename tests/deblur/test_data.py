@@ -273,6 +273,34 @@ def test_twin_pair_dataset_deterministic_srgb_and_noise():
     np.testing.assert_allclose(srgb.encode(np.array([0.001, 0.5, 2.0])), [0.01292, 0.735357, 1.0], atol=1e-5)
 
 
+def test_twin_noise_sigma_range_draws_one_sigma_per_pair_and_keeps_clean_pairs_possible():
+    """``noise_sigma=(min, max)``: each pair gets its own σ from the range (deterministic per
+    pair), the blurred image's noise has that σ, the sharp image none; a range out of [0, 1]
+    or with min > max is refused by the dataset and by the training config."""
+    from deblur.config import DataConfig
+
+    clean = TwinPairDataset(["random"], W, H, seeds=[0, 1, 2, 3], pairs_per_scene=2)
+    ranged = TwinPairDataset(["random"], W, H, seeds=[0, 1, 2, 3], pairs_per_scene=2, noise_sigma=(0.0, 0.03))
+    sigmas = [ranged.noise_sigma_of(i) for i in range(len(ranged))]
+    assert len(set(sigmas)) == len(sigmas) and all(0.0 <= s <= 0.03 for s in sigmas)
+    assert max(sigmas) - min(sigmas) > 0.01  # spread over the range, not one value
+    assert sigmas == [TwinPairDataset(["random"], W, H, seeds=[0, 1, 2, 3], pairs_per_scene=2,
+                                      noise_sigma=(0.0, 0.03)).noise_sigma_of(i) for i in range(len(ranged))]
+    for i in (int(np.argmin(sigmas)), int(np.argmax(sigmas))):
+        blur, sharp, _, _ = ranged.load_arrays(i)
+        c_blur, c_sharp, _, _ = clean.load_arrays(i)
+        np.testing.assert_array_equal(sharp, c_sharp)
+        inside = (c_blur > 0.1) & (c_blur < 0.9)  # away from the clipping at 0 and 1
+        assert abs(float((blur - c_blur)[inside].std()) - sigmas[i]) < 0.1 * sigmas[i] + 1e-4
+    assert TwinPairDataset(["car"], W, H, noise_sigma=0.02).noise_sigma_of(0) == 0.02
+    for bad in ((0.02, 0.01), (-0.01, 0.01), (0.0, 1.5), (0.1, 0.2, 0.3)):
+        with pytest.raises(ValueError, match="noise_sigma"):
+            TwinPairDataset(["car"], W, H, noise_sigma=bad)
+        with pytest.raises(ValueError, match="noise_sigma"):
+            DataConfig(source="twin", noise_sigma=bad)
+    assert DataConfig(source="twin", noise_sigma=[0.0, 0.02]).noise_sigma == (0.0, 0.02)
+
+
 def test_twin_pair_cache_returns_the_rendered_pair_read_only():
     """``cache_pairs`` keeps the newest rendered pairs: a cached pair equals a fresh render,
     cannot be modified in place, and the cache stays within its size (and is not pickled)."""

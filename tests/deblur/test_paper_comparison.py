@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,8 +71,30 @@ def test_repeats_timings_and_the_recipe_scale(tmp_path: Path):
         assert r["spread"]["PSNR"] == pytest.approx(abs(values[0] - values[1]) / 2)
     assert results["LBAG (start timing)"]["timing"] == "start"
     assert (tmp_path / "lbag_start_s1" / "checkpoints").is_dir()
+    # the recipe's training scenes (movers, blur range, noise) come with its scale
+    recipe = yaml.safe_load((REPO / "configs" / "lbag_cpu.yaml").read_text())["data"]
+    run_data = yaml.safe_load((tmp_path / "lbag_s0" / "config.yaml").read_text())["data"]
+    for key in script.RECIPE_SCENE_KEYS:
+        default = {"movers": None, "blur_b_px": [20.0, 70.0], "noise_sigma": 0.0}[key]
+        assert run_data[key] == recipe.get(key, default), key
     text = (tmp_path / "table.md").read_text()
     assert " ± " in text and "cosine schedule" in text and "training seeds per model: LBAG 2, LBAG (start timing) 2" in text
     # the start-timed test data differ from the centre-timed ones in the sharp images only
     floor_c, floor_s = results["blurred input"]["mean"], results["blurred input (start timing)"]["mean"]
     assert floor_c["PSNRw"] != floor_s["PSNRw"]
+
+
+def test_finished_runs_are_reused_only_under_the_same_run_key(tmp_path: Path):
+    """A second invocation reuses a finished run's scores (``--no-train`` gathers them); a run
+    whose training settings changed counts as not run, and is retrained without ``--no-train``."""
+    script = _script()
+    common = ["--quick", "--batch", "2", "--device", "cpu", "--variants", "lbag", "--out", str(tmp_path)]
+    assert script.main([*common, "--steps", "2"]) == 0
+    first = json.loads((tmp_path / "lbag" / "scores.json").read_text())
+    assert script.main([*common, "--steps", "2", "--no-train"]) == 0
+    assert json.loads((tmp_path / "lbag" / "scores.json").read_text()) == first
+    assert script.main([*common, "--steps", "3", "--no-train"]) == 1  # other steps: not run yet
+    assert script.main([*common, "--steps", "3"]) == 0
+    again = json.loads((tmp_path / "lbag" / "scores.json").read_text())
+    assert again["run_key"] != first["run_key"]
+    assert json.loads((tmp_path / "results.json").read_text())["results"]["LBAG"]["steps"] == 3
