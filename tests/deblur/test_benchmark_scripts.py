@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import statistics
 from pathlib import Path
 
 import cv2
@@ -66,13 +67,21 @@ def test_recipe_eval_scores_noisy_sets_and_a_reloblur_export(tmp_path):
     export_twin_dataset(tmp_path / "export", presets=["ball", "car"], n_scenes=1, pairs=1, width=128, height=96)
     ckpt = random_init_checkpoint("lbag", tmp_path / "m.pt", num_res=1)
     common = ["--checkpoint", str(ckpt), "--width", "128", "--height", "96", "--pedestrian-seeds", "1",
-              "--random-seeds", "1"]
+              "--random-seeds", "1", "--pairs", "2"]
     script = _script("recipe_eval")
     assert script.main([*common, "--out", str(tmp_path / "clean")]) == 0
     assert script.main([*common, "--noise-sigma", "0.02", "--reloblur-root", str(tmp_path / "export"),
                         "--out", str(tmp_path / "noisy")]) == 0
     clean = json.loads((tmp_path / "clean" / "results.json").read_text())["sets"]
     noisy = json.loads((tmp_path / "noisy" / "results.json").read_text())["sets"]
+    for s in noisy.values():
+        floor = [r["PSNRw"] for r in s["input_images"]]
+        model = [r["PSNRw"] for r in s["images"]]
+        if len(floor) > 1:
+            gains = [m - f for f, m in zip(floor, model, strict=True)]
+            assert s["gain_se"]["PSNRw"] == pytest.approx(statistics.stdev(gains) / len(gains) ** 0.5)
+        else:
+            assert s["gain_se"]["PSNRw"] is None
     assert set(noisy) == {"pedestrian (noise σ 0.02)", "held-out random (noise σ 0.02)", "export test split"}
     assert noisy["pedestrian (noise σ 0.02)"]["input"]["PSNR"] < clean["pedestrian"]["input"]["PSNR"] - 1.0
     export = noisy["export test split"]
