@@ -33,8 +33,9 @@ gates and BAPC pays off early; they do not reproduce the paper's absolute number
     .venv/bin/python benchmarks/paper_comparison.py --quick     # smoke run, ~2 min
 
 At the CPU recipe's scale (``configs/lbag_cpu.yaml``: 1076×718, 96² patches, the cosine
-schedule, 2,000 steps), three training seeds per model and LBAG also with the paper's sharp
-timing (``start``; PSNRa is the fair column there) — about 15 runs of an hour each on 2 cores::
+schedule, 8,000 steps, its training scenes and noise), three training seeds per model and LBAG
+also with the paper's sharp timing (``start``; PSNRa is the fair column there) — 15 runs of
+about an hour each on 2 cores::
 
     .venv/bin/python benchmarks/paper_comparison.py --recipe configs/lbag_cpu.yaml \
         --repeats 3 --timings centre,start
