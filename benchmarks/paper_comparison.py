@@ -94,6 +94,10 @@ EXCLUDED_ASSETS = ["pedestrian"]
 #: What a ``--recipe`` also sets in the training scenes: the movers, the blur range and the
 #: training noise (the test sets' noise stays ``--noise-sigma``, none by default).
 RECIPE_SCENE_KEYS = ("movers", "blur_b_px", "noise_sigma")
+#: What a ``--recipe`` sets in every variant's training besides the scale: its learning-rate
+#: schedule, colour permutation and CPU precision (bf16 where the CPU has it: half the time).
+RECIPE_TRAINING_KEYS = ("lr_schedule", "warmup_steps", "lr_final_ratio", "lr_halving_steps", "colour_permute",
+                        "cpu_amp")
 #: First seed of the held-out random scenes (training uses seeds 0 … --train-seeds − 1).
 HELD_OUT_SEED = 100
 
@@ -114,7 +118,7 @@ def variant_config(config_name: str, full_num_res: int, args: argparse.Namespace
     scenes = {"noise_sigma": args.noise_sigma}
     if args.recipe_config is not None:
         schedule = {k: args.recipe_config[k] for k in
-                    ("lr_schedule", "warmup_steps", "lr_final_ratio", "lr_halving_steps", "colour_permute")}
+                    RECIPE_TRAINING_KEYS}
         scenes = {k: args.recipe_config["data"][k] for k in RECIPE_SCENE_KEYS}
     data.update(
         model_kwargs={**data.get("model_kwargs", {}), "num_res": num_res},

@@ -77,6 +77,12 @@ def test_repeats_timings_and_the_recipe_scale(tmp_path: Path):
     for key in script.RECIPE_SCENE_KEYS:
         default = {"movers": None, "blur_b_px": [20.0, 70.0], "noise_sigma": 0.0}[key]
         assert run_data[key] == recipe.get(key, default), key
+    # and so do its schedule and CPU precision (bf16 where the CPU has it)
+    recipe_all = yaml.safe_load((REPO / "configs" / "lbag_cpu.yaml").read_text())
+    run_all = yaml.safe_load((tmp_path / "lbag_s0" / "config.yaml").read_text())
+    for key in script.RECIPE_TRAINING_KEYS:
+        if key in recipe_all:
+            assert run_all[key] == recipe_all[key], key
     text = (tmp_path / "table.md").read_text()
     assert " ± " in text and "cosine schedule" in text and "training seeds per model: LBAG 2, LBAG (start timing) 2" in text
     # the start-timed test data differ from the centre-timed ones in the sharp images only
