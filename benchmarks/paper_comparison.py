@@ -35,7 +35,8 @@ gates and BAPC pays off early; they do not reproduce the paper's absolute number
 At the CPU recipe's scale (``configs/lbag_cpu.yaml``: 1076×718, 96² patches, the cosine
 schedule, 8,000 steps, its training scenes and noise), three training seeds per model and LBAG
 also with the paper's sharp timing (``start``; PSNRa is the fair column there) — 15 runs of
-about an hour each on 2 cores::
+about an hour each on 2 cores with native bf16 (about 3–5 hours each in fp32 on an AVX2-only
+2-core CPU)::
 
     .venv/bin/python benchmarks/paper_comparison.py --recipe configs/lbag_cpu.yaml \
         --repeats 3 --timings centre,start
